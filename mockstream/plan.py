@@ -1,0 +1,168 @@
+"""Scenario knobs + the request + a seed -> a concrete, deterministic Plan of what will be said.
+
+The Plan is dialect-neutral: dialects spell it, the transport delivers it. Everything random in it
+(ids, Faker text, jitter) comes from one `random.Random` seeded from the seed and the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import string
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import content
+from .timing import Pacing
+
+_ALNUM = string.ascii_letters + string.digits
+DEFAULT_LOCALE = "en_US"
+DEFAULT_CHUNK_GAP_MS = 1.0
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a request asks for, in the same words for every dialect."""
+
+    model: str
+    stream: bool
+    prompt_tokens: int = 0
+    last_user: str = ""
+    n: int = 1
+    max_tokens: int | None = None
+    include_usage: bool = False
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # the JSON text as sent (cut short if max_tokens cut it)
+    fragments: tuple[str, ...]  # `arguments` in the pieces it streams in
+
+
+@dataclass(frozen=True)
+class Choice:
+    index: int
+    tokens: Sequence[str]
+    tool_calls: tuple[ToolCall, ...]
+    finish_reason: str
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.tokens) + sum(len(call.fragments) for call in self.tool_calls)
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How bytes reach the socket: write sizes and grouping (the transport's knobs)."""
+
+    chunk_bytes: int | None = None
+    chunk_gap: float = DEFAULT_CHUNK_GAP_MS / 1000
+    events_per_write: int = 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    uid: str  # dialects prefix it: chatcmpl-<uid>, resp_<uid>, msg_<uid>
+    request_id: str
+    created: int
+    model: str
+    system_fingerprint: str
+    scenario: str
+    choices: tuple[Choice, ...]
+    usage: Usage
+    ask: Ask
+    pacing: Pacing
+    delivery: Delivery
+    seed: int
+
+    def due_times(self) -> Iterator[float]:
+        """Offsets (s) at which successive tokens are due; the same for every run of this plan."""
+        return self.pacing.due_times(random.Random(self.seed ^ 0x9E3779B97F4A7C15))
+
+    @property
+    def duration(self) -> float:
+        """How long generating the longest choice takes (what a non-streamed answer waits)."""
+        slots = max((c.completion_tokens + len(c.tool_calls) for c in self.choices), default=0)
+        return self.pacing.duration(slots)
+
+
+def request_seed(seed: int, body: Any) -> int:
+    """Same seed + same request body -> same 64-bit seed for everything random in the answer."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    digest = hashlib.blake2b(f"{seed}\0{canonical}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _ids(rng: random.Random, length: int) -> str:
+    return "".join(rng.choice(_ALNUM) for _ in range(length))
+
+
+def make_plan(knobs: Mapping[str, Any], ask: Ask, *, seed: int, speed: float, scenario: str) -> Plan:
+    """Turn merged knobs and a request into the exact answer, ready to encode."""
+    rng = random.Random(seed)
+    uid = _ids(rng, 29)
+    request_id = f"req_{rng.getrandbits(128):032x}"
+    created = 1_700_000_000 + rng.randrange(60_000_000)
+    fingerprint = f"fp_{rng.getrandbits(40):010x}"
+    choices = tuple(_choice(i, knobs, ask, rng) for i in range(ask.n))
+    usage = Usage(ask.prompt_tokens, sum(c.completion_tokens for c in choices))
+    chunk_gap = knobs.get("chunk_gap_ms", DEFAULT_CHUNK_GAP_MS) / 1000
+    delivery = Delivery(knobs.get("chunk_bytes"), chunk_gap, knobs.get("events_per_write", 1))
+    return Plan(uid, request_id, created, ask.model, fingerprint, scenario, choices, usage, ask,
+                Pacing.from_knobs(dict(knobs), speed), delivery, rng.getrandbits(64))
+
+
+def _choice(index: int, knobs: Mapping[str, Any], ask: Ask, rng: random.Random) -> Choice:
+    text_seed = rng.getrandbits(64)
+    if "tokens" in knobs:
+        tokens: Sequence[str] = knobs["tokens"]
+    elif "random_tokens" in knobs:
+        tokens = content.random_tokens(knobs["random_tokens"], knobs.get("locale", DEFAULT_LOCALE), text_seed)
+    else:
+        tokens = content.tokenize(knobs.get("content", ""))
+    calls = tuple(
+        ToolCall(call.get("id") or f"call_{_ids(rng, 24)}", call["name"], call["arguments"],
+                 tuple(content.tokenize(call["arguments"])))
+        for call in knobs.get("tool_calls", ())
+    )
+    finish = knobs.get("finish_reason") or ("tool_calls" if calls else "stop")
+    if ask.max_tokens is not None:
+        tokens, calls, cut = _cut(tokens, calls, ask.max_tokens)
+        if cut:
+            finish = "length"
+    return Choice(index, tokens, calls, finish)
+
+
+def _cut(tokens: Sequence[str], calls: tuple[ToolCall, ...], budget: int):
+    """Keep the first `budget` tokens (content first, then tool-call arguments), as max_tokens does."""
+    total = len(tokens) + sum(len(c.fragments) for c in calls)
+    if total <= budget:
+        return tokens, calls, False
+    kept_tokens = tokens[:budget]
+    budget -= len(kept_tokens)
+    kept_calls = []
+    for call in calls:
+        if budget <= 0:
+            break
+        fragments = call.fragments[:budget]
+        budget -= len(fragments)
+        kept_calls.append(ToolCall(call.id, call.name, "".join(fragments), fragments))
+    return kept_tokens, tuple(kept_calls), True

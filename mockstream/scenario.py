@@ -1,0 +1,380 @@
+"""The one schema for scenario files and per-request knobs: parse, validate, merge.
+
+A scenario file is the same object a test puts under `"mockstream"` in a request body, plus
+`name`, `description` and `match`. One validator serves both, and reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import Problem, ScenarioError
+
+FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls")
+TEXT_SOURCES = ("content", "tokens", "random_tokens")
+SCENARIO_VERSION = 1
+
+
+# ---------------------------------------------------------------- field checks ---
+# Each check takes (value, path) and returns the cleaned value or raises _Invalid.
+class _Invalid(Exception):
+    def __init__(self, path: str, message: str):
+        self.problem = Problem(path, message)
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _string(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(path, f"expected a string, got {_type_name(value)}")
+    return value
+
+
+def _number(low: float = 0.0, high: float = math.inf) -> Callable[[Any, str], float]:
+    def check(value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _Invalid(path, f"expected a number, got {_type_name(value)}")
+        if not low <= value <= high:
+            raise _Invalid(path, f"must be between {low:g} and {high:g}, got {value:g}")
+        return float(value)
+
+    return check
+
+
+def _integer(low: int = 0, high: int | None = None) -> Callable[[Any, str], int]:
+    def check(value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(path, f"expected an integer, got {_type_name(value)}")
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise _Invalid(path, f"must be {bound}, got {value}")
+        return value
+
+    return check
+
+
+def _choice(options: Iterable[str]) -> Callable[[Any, str], str]:
+    options = tuple(options)
+
+    def check(value: Any, path: str) -> str:
+        if value not in options:
+            raise _Invalid(path, f"unknown value {value!r}; expected one of: {', '.join(options)}")
+        return value
+
+    return check
+
+
+def _tokens(value: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise _Invalid(path, "expected an array of strings")
+    if any(t == "" for t in value):
+        raise _Invalid(path, "tokens must not be empty strings (an empty delta is not a token)")
+    return tuple(value)
+
+
+def _locale(value: Any, path: str) -> str:
+    from .content import available_locales
+
+    locales = available_locales()
+    if not isinstance(value, str) or value not in locales:
+        raise _Invalid(path, f"unknown locale {value!r}{_closest(str(value), locales)}")
+    return value
+
+
+def _tool_calls(value: Any, path: str) -> tuple[dict, ...]:
+    if not isinstance(value, list) or not value:
+        raise _Invalid(path, "expected a non-empty array of {name, arguments}")
+    calls = []
+    for i, call in enumerate(value):
+        where = f"{path}[{i}]"
+        if not isinstance(call, dict):
+            raise _Invalid(where, f"expected an object, got {_type_name(call)}")
+        _reject_unknown(call, ("name", "arguments", "id"), where)
+        name = _string(call.get("name"), f"{where}.name") if "name" in call else None
+        if not name:
+            raise _Invalid(f"{where}.name", "a tool call needs a function name")
+        arguments = call.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                json.loads(arguments)
+            except ValueError as exc:
+                raise _Invalid(f"{where}.arguments", f"not valid JSON text: {exc}") from None
+        elif isinstance(arguments, dict):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        else:
+            raise _Invalid(f"{where}.arguments", "expected an object or a JSON string")
+        entry = {"name": name, "arguments": arguments}
+        if "id" in call:
+            entry["id"] = _string(call["id"], f"{where}.id")
+        calls.append(entry)
+    return tuple(calls)
+
+
+def _scenario_name(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _Invalid(path, "expected a non-empty string")
+    return value
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One knob: its check and the line the README shows for it."""
+
+    check: Callable[[Any, str], Any]
+    doc: str
+
+
+KNOBS: dict[str, Knob] = {
+    "content": Knob(_string, "the assistant's text; the server splits it into tokens"),
+    "tokens": Knob(_tokens, "exact deltas, one content chunk each (nothing re-split)"),
+    "random_tokens": Knob(_integer(0, 1_000_000), "seeded Faker text of N tokens"),
+    "locale": Knob(_locale, "Faker locale for random_tokens (default en_US)"),
+    "finish_reason": Knob(_choice(FINISH_REASONS), "how the answer ends"),
+    "tool_calls": Knob(_tool_calls, "tool calls [{name, arguments}] after any content"),
+    "ttft_ms": Knob(_number(0, 3_600_000), "time to the first content token, ms"),
+    "itl_ms": Knob(_number(0, 3_600_000), "gap between tokens, ms"),
+    "jitter_ms": Knob(_number(0, 3_600_000), "seeded random +/- around each gap, ms"),
+    "chunk_bytes": Knob(_integer(1), "cut the body into writes of at most N bytes"),
+    "chunk_gap_ms": Knob(_number(0, 60_000), "pause between the writes of chunk_bytes (default 1 ms)"),
+    "events_per_write": Knob(_integer(1), "coalesce N SSE events into one write"),
+    "seed": Knob(_integer(0, 2**63 - 1), "per-request seed"),
+    "scenario": Knob(_scenario_name, "use a loaded scenario by name"),
+}
+FILE_FIELDS = ("version", "name", "description", "match")
+MATCH_FIELDS = ("model", "user", "headers")
+
+
+def _closest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _reject_unknown(obj: Mapping, allowed: Iterable[str], path: str) -> None:
+    allowed = tuple(allowed)
+    for key in obj:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else str(key)
+            raise _Invalid(where, f"unknown field{_closest(str(key), allowed)}; expected one of: {', '.join(allowed)}")
+
+
+def check_knobs(raw: Any, path: str = "", allowed_extra: Iterable[str] = ()) -> tuple[dict, list[Problem]]:
+    """Validate a knob mapping; returns (clean knobs, problems). Never raises for bad input."""
+    if not isinstance(raw, Mapping):
+        return {}, [Problem(path, f"expected an object, got {_type_name(raw)}")]
+    problems: list[Problem] = []
+    clean: dict[str, Any] = {}
+    extra = tuple(allowed_extra)
+    valid = (*KNOBS, *extra)
+    for key, value in raw.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key in extra:
+            continue
+        knob = KNOBS.get(key)
+        if knob is None:
+            problems.append(Problem(where, f"unknown knob{_closest(str(key), valid)}; expected one of: {', '.join(valid)}"))
+            continue
+        try:
+            clean[key] = knob.check(value, where)
+        except _Invalid as exc:
+            problems.append(exc.problem)
+    given = [k for k in TEXT_SOURCES if k in clean]
+    if len(given) > 1:
+        problems.append(Problem(f"{path}.{given[1]}" if path else given[1],
+                                f"give only one of {', '.join(TEXT_SOURCES)} (got {' and '.join(given)})"))
+    if "locale" in clean and "random_tokens" not in clean:
+        problems.append(Problem(f"{path}.locale" if path else "locale", "locale applies to random_tokens only"))
+    return clean, problems
+
+
+# ---------------------------------------------------------------- scenarios ---
+@dataclass(frozen=True)
+class Match:
+    """When a scenario answers a request without being named: all given rules must hold."""
+
+    model: str | None = None
+    user: re.Pattern | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def __call__(self, model: str, last_user: str, headers: Mapping[str, str]) -> bool:
+        if self.model is None and self.user is None and not self.headers:
+            return False
+        if self.model is not None and not re.fullmatch(self.model, model):
+            return False
+        if self.user is not None and not self.user.search(last_user):
+            return False
+        return all(headers.get(name) == value for name, value in self.headers)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named set of knobs, optionally matched to requests by model, last user message or header."""
+
+    name: str
+    knobs: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    match: Match = field(default_factory=Match)
+    source: str = "<inline>"
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "<inline>") -> Scenario:
+        """Validate one scenario object; raises ScenarioError naming the source and every field."""
+        scenario, problems = _parse_scenario(raw, "")
+        if problems:
+            raise ScenarioError(source, problems)
+        return _with_source(scenario, source)
+
+
+def _with_source(scenario: Scenario, source: str) -> Scenario:
+    return Scenario(scenario.name, scenario.knobs, scenario.description, scenario.match, source)
+
+
+def _parse_match(raw: Any, path: str) -> tuple[Match, list[Problem]]:
+    if not isinstance(raw, Mapping):
+        return Match(), [Problem(path, f"expected an object, got {_type_name(raw)}")]
+    problems = []
+    model = user = None
+    headers: tuple = ()
+    for key in raw:
+        if key not in MATCH_FIELDS:
+            problems.append(Problem(f"{path}.{key}", f"unknown field{_closest(str(key), MATCH_FIELDS)}; "
+                                    f"expected one of: {', '.join(MATCH_FIELDS)}"))
+    for key, value in raw.items():
+        try:
+            if key == "model":
+                model = _string(value, f"{path}.model")
+                re.compile(model)
+            elif key == "user":
+                user = re.compile(_string(value, f"{path}.user"))
+            elif key == "headers":
+                if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+                    raise _Invalid(f"{path}.headers", "expected an object of header name -> string value")
+                headers = tuple((str(k).lower(), v) for k, v in value.items())
+        except re.error as exc:
+            problems.append(Problem(f"{path}.{key}", f"not a valid regular expression: {exc}"))
+        except _Invalid as exc:
+            problems.append(exc.problem)
+    return Match(model, user, headers), problems
+
+
+def _parse_scenario(raw: Any, path: str) -> tuple[Scenario | None, list[Problem]]:
+    if not isinstance(raw, Mapping):
+        return None, [Problem(path, f"expected a scenario object, got {_type_name(raw)}")]
+    knobs, problems = check_knobs(raw, path, allowed_extra=FILE_FIELDS)
+    if "scenario" in knobs:
+        problems.append(Problem(f"{path}.scenario" if path else "scenario", "a scenario cannot name another scenario"))
+    at = (lambda key: f"{path}.{key}" if path else key)
+    version = raw.get("version", SCENARIO_VERSION)
+    if version != SCENARIO_VERSION:
+        problems.append(Problem(at("version"), f"unsupported version {version!r}; this mockstream reads version 1"))
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        problems.append(Problem(at("name"), "every scenario needs a non-empty string name"))
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        problems.append(Problem(at("description"), "expected a string"))
+        description = ""
+    match = Match()
+    if "match" in raw:
+        match, match_problems = _parse_match(raw["match"], at("match"))
+        problems.extend(match_problems)
+    if problems:
+        return None, problems
+    return Scenario(name=name, knobs=knobs, description=description, match=match), []
+
+
+def parse_scenarios(document: Any, source: str) -> list[Scenario]:
+    """A document holds one scenario, a list of them, or `{version, scenarios: [...]}`."""
+    if isinstance(document, Mapping) and "scenarios" in document:
+        extra = set(document) - {"version", "scenarios"}
+        if extra:
+            raise ScenarioError(source, [Problem(sorted(extra)[0], "a file with `scenarios:` may only also hold `version`")])
+        version = document.get("version", SCENARIO_VERSION)
+        items = document["scenarios"]
+        if version != SCENARIO_VERSION:
+            raise ScenarioError(source, [Problem("version", f"unsupported version {version!r}; this mockstream reads version 1")])
+        prefix = "scenarios"
+    elif isinstance(document, list):
+        items, prefix = document, ""
+    else:
+        items, prefix = [document], None
+    if not isinstance(items, list):
+        raise ScenarioError(source, [Problem(prefix or "", "expected a list of scenarios")])
+    scenarios, problems, seen = [], [], {}
+    for i, item in enumerate(items):
+        path = "" if prefix is None else f"{prefix}[{i}]"
+        scenario, item_problems = _parse_scenario(item, path)
+        problems.extend(item_problems)
+        if scenario is not None:
+            if scenario.name in seen:
+                problems.append(Problem(f"{path}.name", f"duplicate scenario name {scenario.name!r}"))
+            seen[scenario.name] = True
+            scenarios.append(_with_source(scenario, source))
+    if problems:
+        raise ScenarioError(source, problems)
+    return scenarios
+
+
+def load_file(path: str | Path) -> list[Scenario]:
+    """Read one YAML or JSON scenario file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(str(path), [Problem("", f"cannot read: {exc}")]) from None
+    try:
+        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ScenarioError(str(path), [Problem("", f"not valid {path.suffix.lstrip('.').upper()}: {exc}")]) from None
+    return parse_scenarios(document, str(path))
+
+
+SCENARIO_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def load_scenarios(*paths: str | Path) -> list[Scenario]:
+    """Load scenario files and directories (their *.yaml, *.yml, *.json, sorted); names must be unique."""
+    scenarios: list[Scenario] = []
+    errors: list[str] = []
+    for path in map(Path, paths):
+        files = sorted(p for p in path.iterdir() if p.suffix in SCENARIO_SUFFIXES) if path.is_dir() else [path]
+        for file in files:
+            try:
+                scenarios.extend(load_file(file))
+            except ScenarioError as exc:
+                errors.extend(exc.lines)
+    by_name: dict[str, Scenario] = {}
+    for scenario in scenarios:
+        if scenario.name in by_name:
+            errors.append(f"{scenario.source}: name: scenario {scenario.name!r} is already defined in "
+                          f"{by_name[scenario.name].source}")
+        by_name[scenario.name] = scenario
+    if errors:
+        raise ScenarioError.merged(errors)
+    return scenarios
+
+
+DEFAULT_TEXT = (
+    "Hello! This is mockstream, a mock server for OpenAI-style streaming APIs. "
+    "Every token you see arrived as its own server-sent event, paced like a real model. "
+    "Script the text, the timing, the chunking and the faults with the \"mockstream\" knobs, "
+    "and watch your client cope."
+)
+DEFAULT = Scenario(
+    name="default",
+    knobs={"content": DEFAULT_TEXT, "ttft_ms": 250.0, "itl_ms": 33.0},
+    description="The built-in answer: a few sentences at about 30 tokens/s.",
+    source="<built-in>",
+)

@@ -1,0 +1,46 @@
+"""Due times: when each token is due, as an offset in seconds from the request's start.
+
+Offsets are absolute (ttft + k * itl, plus seeded jitter), never accumulated sleeps, so a thousand
+tokens do not drift. `speed` divides every pacing delay; speed 0 removes them all.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Pacing:
+    ttft: float = 0.0  # seconds to the first token
+    itl: float = 0.0  # seconds between tokens
+    jitter: float = 0.0  # +/- seconds around each token's due time
+
+    @classmethod
+    def from_knobs(cls, knobs: dict, speed: float) -> Pacing:
+        if speed <= 0:
+            return cls()
+        scale = 1 / (1000 * speed)
+        return cls(knobs.get("ttft_ms", 0.0) * scale, knobs.get("itl_ms", 0.0) * scale,
+                   knobs.get("jitter_ms", 0.0) * scale)
+
+    @property
+    def instant(self) -> bool:
+        return self.ttft == 0 and self.itl == 0 and self.jitter == 0
+
+    def due_times(self, rng: random.Random) -> Iterator[float]:
+        """Offsets of token 0, 1, 2, ... forever; never earlier than the previous one."""
+        previous = 0.0
+        k = 0
+        while True:
+            due = self.ttft + k * self.itl
+            if self.jitter:
+                due = max(previous, due + rng.uniform(-self.jitter, self.jitter))
+            previous = due
+            yield due
+            k += 1
+
+    def duration(self, tokens: int) -> float:
+        """When the last of `tokens` tokens is due (no jitter): how long a non-streamed answer takes."""
+        return 0.0 if tokens == 0 else self.ttft + (tokens - 1) * self.itl

@@ -1,0 +1,205 @@
+"""Deliver frames to the socket: on absolute deadlines, cut into writes, one slow reader never slowing others.
+
+Paced streams are driven by one `Pacer` per event loop: it keeps every waiting stream in deadline
+order, sleeps until the earliest deadline with a single timer, and on each wake writes what is due for
+every due stream. A stream never sleeps per token (no future, timer and task wake-up per token), which
+is what lets one process hold thousands of paced streams on time. A stream whose socket is backed up
+is handed back to its own handler, which then waits on the socket without holding up the pacer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator
+
+from aiohttp import web
+
+from .plan import Delivery
+
+SLACK = 0.0005  # writes due within this many seconds are written now
+BACKED_UP = 16 * 1024  # bytes waiting in the transport: hand the stream back to its handler
+
+Write = tuple[float, bytes]  # (due offset in seconds from the stream's start, bytes for one write)
+
+
+def writes(frames: Iterable[Write], delivery: Delivery) -> Iterator[Write]:
+    """Group frames into socket writes.
+
+    `events_per_write` N: N frames per write, sent when the last of them is due. `chunk_bytes` N: the
+    body cut into writes of at most N bytes, across SSE-event and UTF-8 boundaries (frames due together
+    are cut as one run of bytes).
+    """
+    if delivery.chunk_bytes:
+        yield from _cut(frames, delivery.chunk_bytes)
+    elif delivery.events_per_write > 1:
+        yield from _grouped(frames, delivery.events_per_write)
+    else:
+        yield from frames
+
+
+def _grouped(frames: Iterable[Write], size: int) -> Iterator[Write]:
+    group: list[bytes] = []
+    due = 0.0
+    for due, data in frames:
+        group.append(data)
+        if len(group) == size:
+            yield due, b"".join(group)
+            group = []
+    if group:
+        yield due, b"".join(group)
+
+
+def _cut(frames: Iterable[Write], size: int) -> Iterator[Write]:
+    buffer = b""
+    buffer_due = 0.0
+    for due, data in frames:
+        if buffer and due != buffer_due:
+            yield buffer_due, buffer
+            buffer = b""
+        buffer += data
+        buffer_due = due
+        while len(buffer) >= size:
+            yield due, buffer[:size]
+            buffer = buffer[size:]
+    if buffer:
+        yield buffer_due, buffer
+
+
+class Stream:
+    """One response on its way out: the writes still to send and how far it got."""
+
+    __slots__ = ("bytes_sent", "future", "gap", "item", "not_before", "response", "start", "transport", "writes",
+                 "writes_sent")
+
+    def __init__(self, response: web.StreamResponse, transport: asyncio.BaseTransport | None,
+                 writes: Iterator[Write], start: float, gap: float = 0.0):
+        self.response = response
+        self.transport = transport
+        self.writes = writes
+        self.start = start
+        self.gap = gap  # least time between two writes (chunk_bytes), so the reader sees them apart
+        self.not_before = 0.0
+        self.item = next(writes, None)
+        self.future: asyncio.Future | None = None
+        self.bytes_sent = 0
+        self.writes_sent = 0
+
+    def due(self) -> float:
+        assert self.item is not None
+        return max(self.start + self.item[0], self.not_before)
+
+    def backed_up(self) -> bool:
+        transport = self.transport
+        return transport is not None and transport.get_write_buffer_size() > BACKED_UP  # type: ignore[attr-defined]
+
+    async def write_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Write every write that is due now (one at a time when writes must stay apart)."""
+        response = self.response
+        while self.item is not None and self.due() <= loop.time() + SLACK:
+            data = self.item[1]
+            await response.write(data)
+            self.bytes_sent += len(data)
+            self.writes_sent += 1
+            self.item = next(self.writes, None)
+            if self.gap:
+                self.not_before = loop.time() + self.gap
+
+
+class Pacer:
+    """Drives every paced stream of one event loop from a single task and a single timer."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Stream]] = []
+        self._order = itertools.count()
+        self._task: asyncio.Task | None = None
+        self._wake: asyncio.Future | None = None
+        self._wake_at = float("inf")
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    async def run(self, stream: Stream) -> None:
+        """Deliver `stream` until it ends or is handed back (its socket backed up)."""
+        loop = asyncio.get_running_loop()
+        stream.future = loop.create_future()
+        due = stream.due()
+        heapq.heappush(self._heap, (due, next(self._order), stream))
+        if self._task is None:
+            self._task = loop.create_task(self._drive(loop))
+        elif due < self._wake_at and self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+        try:
+            await stream.future
+        except asyncio.CancelledError:
+            self._forget(stream)
+            raise
+
+    def _forget(self, stream: Stream) -> None:
+        """A cancelled stream (its client left) leaves the heap at once, not at its next deadline."""
+        if stream.future is not None and not stream.future.done():
+            stream.future.cancel()
+        before = len(self._heap)
+        self._heap = [entry for entry in self._heap if entry[2] is not stream]
+        if len(self._heap) != before:
+            heapq.heapify(self._heap)
+
+    async def _drive(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while self._heap:
+                when = self._heap[0][0]
+                if when > loop.time() + SLACK:
+                    await self._sleep_until(loop, when)
+                    continue
+                _, _, stream = heapq.heappop(self._heap)
+                future = stream.future
+                if future is None or future.done():
+                    continue
+                if stream.backed_up():
+                    future.set_result(None)
+                    continue
+                try:
+                    await stream.write_due(loop)
+                except Exception as exc:  # this stream's client is gone: end it, never the pacer
+                    if not future.done():
+                        future.set_exception(exc)
+                    continue
+                if future.done():
+                    continue
+                if stream.item is None:
+                    future.set_result(None)
+                else:
+                    heapq.heappush(self._heap, (stream.due(), next(self._order), stream))
+        finally:
+            self._task = None
+
+    async def _sleep_until(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._wake = wake = loop.create_future()
+        self._wake_at = when
+        timer = loop.call_at(when, _set, wake)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._wake = None
+            self._wake_at = float("inf")
+
+
+def _set(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def deliver(stream: Stream, pacer: Pacer) -> Stream:
+    """Send every write of `stream`: inline while writes are due, through the pacer while they wait."""
+    loop = asyncio.get_running_loop()
+    while stream.item is not None:
+        await stream.write_due(loop)
+        if stream.item is None:
+            break
+        if stream.backed_up():
+            await asyncio.sleep(max(0.0, stream.due() - loop.time()))
+        else:
+            await pacer.run(stream)
+    return stream
