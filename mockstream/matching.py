@@ -69,11 +69,15 @@ class Scenarios:
         return self.default
 
 
+ANSWER_KNOBS = (*TEXT_SOURCES, "locale", "tool_calls")
+
+
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Request knobs over scenario knobs; a text source in the request replaces the scenario's."""
+    """Request knobs over scenario knobs; an answer (text or tool calls) in the request replaces the whole
+    answer of the scenario, so `{"tool_calls": [...]}` alone answers with tool calls only."""
     merged = dict(base)
-    if any(key in override for key in TEXT_SOURCES):
-        for key in (*TEXT_SOURCES, "locale"):
+    if any(key in override for key in ANSWER_KNOBS):
+        for key in ANSWER_KNOBS:
             merged.pop(key, None)
     merged.update(override)
     merged.pop("scenario", None)
