@@ -273,7 +273,9 @@ def _parse_scenario(raw: Any, path: str) -> tuple[Scenario | None, list[Problem]
     knobs, problems = check_knobs(raw, path, allowed_extra=FILE_FIELDS)
     if "scenario" in knobs:
         problems.append(Problem(f"{path}.scenario" if path else "scenario", "a scenario cannot name another scenario"))
-    at = (lambda key: f"{path}.{key}" if path else key)
+    def at(key: str) -> str:
+        return f"{path}.{key}" if path else key
+
     version = raw.get("version", SCENARIO_VERSION)
     if version != SCENARIO_VERSION:
         problems.append(Problem(at("version"), f"unsupported version {version!r}; this mockstream reads version 1"))
