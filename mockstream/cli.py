@@ -94,12 +94,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mockstream {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    serve = commands.add_parser("serve", help="run the mock server",
-                                description="Run the mock server. Every flag can also be set with the "
-                                            "environment variable shown; the flag wins.")
+    serve = commands.add_parser(
+        "serve",
+        help="run the mock server",
+        description="Run the mock server. Every flag can also be set with the "
+        "environment variable shown; the flag wins.",
+    )
     for flag in SERVE_FLAGS:
-        serve.add_argument(f"--{flag.name}", type=_argparse_type(flag), default=argparse.SUPPRESS,
-                           help=f"{flag.help} (env {flag.env}; default: {flag.default})")
+        serve.add_argument(
+            f"--{flag.name}",
+            type=_argparse_type(flag),
+            default=argparse.SUPPRESS,
+            help=f"{flag.help} (env {flag.env}; default: {flag.default})",
+        )
     validate = commands.add_parser("validate", help="check scenario files and report every problem")
     validate.add_argument("paths", nargs="+", help="scenario files or directories")
     return parser
@@ -161,8 +168,9 @@ def _serve(options: dict[str, Any]) -> int:
     try:
         runner(_run(app, options))
     except OSError as exc:
-        print(f"mockstream: cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}",
-              file=sys.stderr)
+        print(
+            f"mockstream: cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}", file=sys.stderr
+        )
         return 1
     return 0
 
@@ -176,15 +184,19 @@ async def _run(app, options: dict[str, Any]) -> None:
     from .server import SCENARIOS
 
     access = options["log_level"] == "debug"
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None if not access else web.access_logger,
-                           shutdown_timeout=5.0)
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None if not access else web.access_logger, shutdown_timeout=5.0
+    )
     await runner.setup()
     site = web.TCPSite(runner, options["host"], options["port"])
     await site.start()
     host, port = runner.addresses[0][:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"mockstream {__version__} listening on http://{shown}:{port} (base_url http://{shown}:{port}/v1, "
-          f"{len(app[SCENARIOS])} scenarios loaded)", flush=True)
+    print(
+        f"mockstream {__version__} listening on http://{shown}:{port} (base_url http://{shown}:{port}/v1, "
+        f"{len(app[SCENARIOS])} scenarios loaded)",
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -193,4 +205,3 @@ async def _run(app, options: dict[str, Any]) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
-

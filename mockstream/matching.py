@@ -52,8 +52,12 @@ class Scenarios:
         except KeyError:
             close = difflib.get_close_matches(name, self.names(), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise RequestError(404, f"No scenario named {name!r}.{hint} Loaded scenarios: "
-                               f"{', '.join(self.names())}.", param, "scenario_not_found") from None
+            raise RequestError(
+                404,
+                f"No scenario named {name!r}.{hint} Loaded scenarios: {', '.join(self.names())}.",
+                param,
+                "scenario_not_found",
+            ) from None
 
     def select(self, headers: Mapping[str, str], knobs: Mapping[str, Any], ask: Ask) -> Scenario:
         if SCENARIO_HEADER in headers:

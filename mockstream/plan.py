@@ -126,8 +126,20 @@ def make_plan(knobs: Mapping[str, Any], ask: Ask, *, seed: int, speed: float, sc
     usage = Usage(ask.prompt_tokens, sum(c.completion_tokens for c in choices))
     chunk_gap = knobs.get("chunk_gap_ms", DEFAULT_CHUNK_GAP_MS) / 1000
     delivery = Delivery(knobs.get("chunk_bytes"), chunk_gap, knobs.get("events_per_write", 1))
-    return Plan(uid, request_id, created, ask.model, fingerprint, scenario, choices, usage, ask,
-                Pacing.from_knobs(dict(knobs), speed), delivery, rng.getrandbits(64))
+    return Plan(
+        uid,
+        request_id,
+        created,
+        ask.model,
+        fingerprint,
+        scenario,
+        choices,
+        usage,
+        ask,
+        Pacing.from_knobs(dict(knobs), speed),
+        delivery,
+        rng.getrandbits(64),
+    )
 
 
 def _choice(index: int, knobs: Mapping[str, Any], ask: Ask, rng: random.Random) -> Choice:
@@ -139,8 +151,12 @@ def _choice(index: int, knobs: Mapping[str, Any], ask: Ask, rng: random.Random) 
     else:
         tokens = content.tokenize(knobs.get("content", ""))
     calls = tuple(
-        ToolCall(call.get("id") or f"call_{_ids(rng, 24)}", call["name"], call["arguments"],
-                 tuple(content.tokenize(call["arguments"])))
+        ToolCall(
+            call.get("id") or f"call_{_ids(rng, 24)}",
+            call["name"],
+            call["arguments"],
+            tuple(content.tokenize(call["arguments"])),
+        )
         for call in knobs.get("tool_calls", ())
     )
     finish = knobs.get("finish_reason") or ("tool_calls" if calls else "stop")

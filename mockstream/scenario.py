@@ -6,15 +6,14 @@ A scenario file is the same object a test puts under `"mockstream"` in a request
 
 from __future__ import annotations
 
-import difflib
 import json
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .checks import Invalid, choice, closest, integer, number, reject_unknown, string, type_name
 from .errors import Problem, ScenarioError
 
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls")
@@ -22,64 +21,11 @@ TEXT_SOURCES = ("content", "tokens", "random_tokens")
 SCENARIO_VERSION = 1
 
 
-# ---------------------------------------------------------------- field checks ---
-# Each check takes (value, path) and returns the cleaned value or raises _Invalid.
-class _Invalid(Exception):
-    def __init__(self, path: str, message: str):
-        self.problem = Problem(path, message)
-
-
-def _type_name(value: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _string(value: Any, path: str) -> str:
-    if not isinstance(value, str):
-        raise _Invalid(path, f"expected a string, got {_type_name(value)}")
-    return value
-
-
-def _number(low: float = 0.0, high: float = math.inf) -> Callable[[Any, str], float]:
-    def check(value: Any, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _Invalid(path, f"expected a number, got {_type_name(value)}")
-        if not low <= value <= high:
-            raise _Invalid(path, f"must be between {low:g} and {high:g}, got {value:g}")
-        return float(value)
-
-    return check
-
-
-def _integer(low: int = 0, high: int | None = None) -> Callable[[Any, str], int]:
-    def check(value: Any, path: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(path, f"expected an integer, got {_type_name(value)}")
-        if value < low or (high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise _Invalid(path, f"must be {bound}, got {value}")
-        return value
-
-    return check
-
-
-def _choice(options: Iterable[str]) -> Callable[[Any, str], str]:
-    options = tuple(options)
-
-    def check(value: Any, path: str) -> str:
-        if value not in options:
-            raise _Invalid(path, f"unknown value {value!r}; expected one of: {', '.join(options)}")
-        return value
-
-    return check
-
-
 def _tokens(value: Any, path: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise _Invalid(path, "expected an array of strings")
+        raise Invalid(path, "expected an array of strings")
     if any(t == "" for t in value):
-        raise _Invalid(path, "tokens must not be empty strings (an empty delta is not a token)")
+        raise Invalid(path, "tokens must not be empty strings (an empty delta is not a token)")
     return tuple(value)
 
 
@@ -88,42 +34,42 @@ def _locale(value: Any, path: str) -> str:
 
     locales = available_locales()
     if not isinstance(value, str) or value not in locales:
-        raise _Invalid(path, f"unknown locale {value!r}{_closest(str(value), locales)}")
+        raise Invalid(path, f"unknown locale {value!r}{closest(str(value), locales)}")
     return value
 
 
 def _tool_calls(value: Any, path: str) -> tuple[dict, ...]:
     if not isinstance(value, list) or not value:
-        raise _Invalid(path, "expected a non-empty array of {name, arguments}")
+        raise Invalid(path, "expected a non-empty array of {name, arguments}")
     calls = []
     for i, call in enumerate(value):
         where = f"{path}[{i}]"
         if not isinstance(call, dict):
-            raise _Invalid(where, f"expected an object, got {_type_name(call)}")
-        _reject_unknown(call, ("name", "arguments", "id"), where)
-        name = _string(call.get("name"), f"{where}.name") if "name" in call else None
+            raise Invalid(where, f"expected an object, got {type_name(call)}")
+        reject_unknown(call, ("name", "arguments", "id"), where)
+        name = string(call.get("name"), f"{where}.name") if "name" in call else None
         if not name:
-            raise _Invalid(f"{where}.name", "a tool call needs a function name")
+            raise Invalid(f"{where}.name", "a tool call needs a function name")
         arguments = call.get("arguments", {})
         if isinstance(arguments, str):
             try:
                 json.loads(arguments)
             except ValueError as exc:
-                raise _Invalid(f"{where}.arguments", f"not valid JSON text: {exc}") from None
+                raise Invalid(f"{where}.arguments", f"not valid JSON text: {exc}") from None
         elif isinstance(arguments, dict):
             arguments = json.dumps(arguments, ensure_ascii=False)
         else:
-            raise _Invalid(f"{where}.arguments", "expected an object or a JSON string")
+            raise Invalid(f"{where}.arguments", "expected an object or a JSON string")
         entry = {"name": name, "arguments": arguments}
         if "id" in call:
-            entry["id"] = _string(call["id"], f"{where}.id")
+            entry["id"] = string(call["id"], f"{where}.id")
         calls.append(entry)
     return tuple(calls)
 
 
 def _scenario_name(value: Any, path: str) -> str:
     if not isinstance(value, str) or not value:
-        raise _Invalid(path, "expected a non-empty string")
+        raise Invalid(path, "expected a non-empty string")
     return value
 
 
@@ -136,42 +82,29 @@ class Knob:
 
 
 KNOBS: dict[str, Knob] = {
-    "content": Knob(_string, "the assistant's text; the server splits it into tokens"),
+    "content": Knob(string, "the assistant's text; the server splits it into tokens"),
     "tokens": Knob(_tokens, "exact deltas, one content chunk each (nothing re-split)"),
-    "random_tokens": Knob(_integer(0, 1_000_000), "seeded Faker text of N tokens"),
+    "random_tokens": Knob(integer(0, 1_000_000), "seeded Faker text of N tokens"),
     "locale": Knob(_locale, "Faker locale for random_tokens (default en_US)"),
-    "finish_reason": Knob(_choice(FINISH_REASONS), "how the answer ends"),
+    "finish_reason": Knob(choice(FINISH_REASONS), "how the answer ends"),
     "tool_calls": Knob(_tool_calls, "tool calls [{name, arguments}] after any content"),
-    "ttft_ms": Knob(_number(0, 3_600_000), "time to the first content token, ms"),
-    "itl_ms": Knob(_number(0, 3_600_000), "gap between tokens, ms"),
-    "jitter_ms": Knob(_number(0, 3_600_000), "seeded random +/- around each gap, ms"),
-    "chunk_bytes": Knob(_integer(1), "cut the body into writes of at most N bytes"),
-    "chunk_gap_ms": Knob(_number(0, 60_000), "pause between the writes of chunk_bytes (default 1 ms)"),
-    "events_per_write": Knob(_integer(1), "coalesce N SSE events into one write"),
-    "seed": Knob(_integer(0, 2**63 - 1), "per-request seed"),
+    "ttft_ms": Knob(number(0, 3_600_000), "time to the first content token, ms"),
+    "itl_ms": Knob(number(0, 3_600_000), "gap between tokens, ms"),
+    "jitter_ms": Knob(number(0, 3_600_000), "seeded random +/- around each gap, ms"),
+    "chunk_bytes": Knob(integer(1), "cut the body into writes of at most N bytes"),
+    "chunk_gap_ms": Knob(number(0, 60_000), "pause between the writes of chunk_bytes (default 1 ms)"),
+    "events_per_write": Knob(integer(1), "coalesce N SSE events into one write"),
+    "seed": Knob(integer(0, 2**63 - 1), "per-request seed"),
     "scenario": Knob(_scenario_name, "use a loaded scenario by name"),
 }
 FILE_FIELDS = ("version", "name", "description", "match")
 MATCH_FIELDS = ("model", "user", "headers")
 
 
-def _closest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _reject_unknown(obj: Mapping, allowed: Iterable[str], path: str) -> None:
-    allowed = tuple(allowed)
-    for key in obj:
-        if key not in allowed:
-            where = f"{path}.{key}" if path else str(key)
-            raise _Invalid(where, f"unknown field{_closest(str(key), allowed)}; expected one of: {', '.join(allowed)}")
-
-
 def check_knobs(raw: Any, path: str = "", allowed_extra: Iterable[str] = ()) -> tuple[dict, list[Problem]]:
     """Validate a knob mapping; returns (clean knobs, problems). Never raises for bad input."""
     if not isinstance(raw, Mapping):
-        return {}, [Problem(path, f"expected an object, got {_type_name(raw)}")]
+        return {}, [Problem(path, f"expected an object, got {type_name(raw)}")]
     problems: list[Problem] = []
     clean: dict[str, Any] = {}
     extra = tuple(allowed_extra)
@@ -182,16 +115,22 @@ def check_knobs(raw: Any, path: str = "", allowed_extra: Iterable[str] = ()) -> 
             continue
         knob = KNOBS.get(key)
         if knob is None:
-            problems.append(Problem(where, f"unknown knob{_closest(str(key), valid)}; expected one of: {', '.join(valid)}"))
+            problems.append(
+                Problem(where, f"unknown knob{closest(str(key), valid)}; expected one of: {', '.join(valid)}")
+            )
             continue
         try:
             clean[key] = knob.check(value, where)
-        except _Invalid as exc:
+        except Invalid as exc:
             problems.append(exc.problem)
     given = [k for k in TEXT_SOURCES if k in clean]
     if len(given) > 1:
-        problems.append(Problem(f"{path}.{given[1]}" if path else given[1],
-                                f"give only one of {', '.join(TEXT_SOURCES)} (got {' and '.join(given)})"))
+        problems.append(
+            Problem(
+                f"{path}.{given[1]}" if path else given[1],
+                f"give only one of {', '.join(TEXT_SOURCES)} (got {' and '.join(given)})",
+            )
+        )
     if "locale" in clean and "random_tokens" not in clean:
         problems.append(Problem(f"{path}.locale" if path else "locale", "locale applies to random_tokens only"))
     return clean, problems
@@ -241,38 +180,43 @@ def _with_source(scenario: Scenario, source: str) -> Scenario:
 
 def _parse_match(raw: Any, path: str) -> tuple[Match, list[Problem]]:
     if not isinstance(raw, Mapping):
-        return Match(), [Problem(path, f"expected an object, got {_type_name(raw)}")]
+        return Match(), [Problem(path, f"expected an object, got {type_name(raw)}")]
     problems = []
     model = user = None
     headers: tuple = ()
     for key in raw:
         if key not in MATCH_FIELDS:
-            problems.append(Problem(f"{path}.{key}", f"unknown field{_closest(str(key), MATCH_FIELDS)}; "
-                                    f"expected one of: {', '.join(MATCH_FIELDS)}"))
+            problems.append(
+                Problem(
+                    f"{path}.{key}",
+                    f"unknown field{closest(str(key), MATCH_FIELDS)}; expected one of: {', '.join(MATCH_FIELDS)}",
+                )
+            )
     for key, value in raw.items():
         try:
             if key == "model":
-                model = _string(value, f"{path}.model")
+                model = string(value, f"{path}.model")
                 re.compile(model)
             elif key == "user":
-                user = re.compile(_string(value, f"{path}.user"))
+                user = re.compile(string(value, f"{path}.user"))
             elif key == "headers":
                 if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
-                    raise _Invalid(f"{path}.headers", "expected an object of header name -> string value")
+                    raise Invalid(f"{path}.headers", "expected an object of header name -> string value")
                 headers = tuple((str(k).lower(), v) for k, v in value.items())
         except re.error as exc:
             problems.append(Problem(f"{path}.{key}", f"not a valid regular expression: {exc}"))
-        except _Invalid as exc:
+        except Invalid as exc:
             problems.append(exc.problem)
     return Match(model, user, headers), problems
 
 
 def _parse_scenario(raw: Any, path: str) -> tuple[Scenario | None, list[Problem]]:
     if not isinstance(raw, Mapping):
-        return None, [Problem(path, f"expected a scenario object, got {_type_name(raw)}")]
+        return None, [Problem(path, f"expected a scenario object, got {type_name(raw)}")]
     knobs, problems = check_knobs(raw, path, allowed_extra=FILE_FIELDS)
     if "scenario" in knobs:
         problems.append(Problem(f"{path}.scenario" if path else "scenario", "a scenario cannot name another scenario"))
+
     def at(key: str) -> str:
         return f"{path}.{key}" if path else key
 
@@ -300,11 +244,15 @@ def parse_scenarios(document: Any, source: str) -> list[Scenario]:
     if isinstance(document, Mapping) and "scenarios" in document:
         extra = set(document) - {"version", "scenarios"}
         if extra:
-            raise ScenarioError(source, [Problem(sorted(extra)[0], "a file with `scenarios:` may only also hold `version`")])
+            raise ScenarioError(
+                source, [Problem(sorted(extra)[0], "a file with `scenarios:` may only also hold `version`")]
+            )
         version = document.get("version", SCENARIO_VERSION)
         items = document["scenarios"]
         if version != SCENARIO_VERSION:
-            raise ScenarioError(source, [Problem("version", f"unsupported version {version!r}; this mockstream reads version 1")])
+            raise ScenarioError(
+                source, [Problem("version", f"unsupported version {version!r}; this mockstream reads version 1")]
+            )
         prefix = "scenarios"
     elif isinstance(document, list):
         items, prefix = document, ""
@@ -360,8 +308,10 @@ def load_scenarios(*paths: str | Path) -> list[Scenario]:
     by_name: dict[str, Scenario] = {}
     for scenario in scenarios:
         if scenario.name in by_name:
-            errors.append(f"{scenario.source}: name: scenario {scenario.name!r} is already defined in "
-                          f"{by_name[scenario.name].source}")
+            errors.append(
+                f"{scenario.source}: name: scenario {scenario.name!r} is already defined in "
+                f"{by_name[scenario.name].source}"
+            )
         by_name[scenario.name] = scenario
     if errors:
         raise ScenarioError.merged(errors)
@@ -371,7 +321,7 @@ def load_scenarios(*paths: str | Path) -> list[Scenario]:
 DEFAULT_TEXT = (
     "Hello! This is mockstream, a mock server for OpenAI-style streaming APIs. "
     "Every token you see arrived as its own server-sent event, paced like a real model. "
-    "Script the text, the timing, the chunking and the faults with the \"mockstream\" knobs, "
+    'Script the text, the timing, the chunking and the faults with the "mockstream" knobs, '
     "and watch your client cope."
 )
 DEFAULT = Scenario(

@@ -70,32 +70,46 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPNotFound:
         return _error_response(RequestError(404, f"Invalid URL ({request.method} {request.path})"))
     except web.HTTPMethodNotAllowed as exc:
-        return _error_response(RequestError(405, f"Method {request.method} not allowed on {request.path}; "
-                                            f"allowed: {', '.join(sorted(exc.allowed_methods))}.",
-                                            code="method_not_allowed"))
+        return _error_response(
+            RequestError(
+                405,
+                f"Method {request.method} not allowed on {request.path}; "
+                f"allowed: {', '.join(sorted(exc.allowed_methods))}.",
+                code="method_not_allowed",
+            )
+        )
     except web.HTTPRequestEntityTooLarge:
-        return _error_response(RequestError(413, f"Request body too large: the limit is {MAX_BODY} bytes.",
-                                            code="request_too_large"))
+        return _error_response(
+            RequestError(413, f"Request body too large: the limit is {MAX_BODY} bytes.", code="request_too_large")
+        )
     except web.HTTPException:
         raise
     except Exception as exc:  # a bug of ours: say so in the API's words and keep serving
         log.exception("internal error on %s %s", request.method, request.path)
-        return _error_response(RequestError(500, f"mockstream internal error: {exc!r}", type="server_error",
-                                            code="internal_error"))
+        return _error_response(
+            RequestError(500, f"mockstream internal error: {exc!r}", type="server_error", code="internal_error")
+        )
 
 
 async def _read_json(request: web.Request) -> dict[str, Any]:
     ctype = request.content_type
-    if request.body_exists and ctype not in ("application/json", "application/octet-stream") \
-            and not ctype.endswith("+json"):
-        raise RequestError(415, f"Unsupported Content-Type {ctype!r}: send the body as application/json.",
-                           code="unsupported_media_type")
+    if (
+        request.body_exists
+        and ctype not in ("application/json", "application/octet-stream")
+        and not ctype.endswith("+json")
+    ):
+        raise RequestError(
+            415,
+            f"Unsupported Content-Type {ctype!r}: send the body as application/json.",
+            code="unsupported_media_type",
+        )
     raw = await request.read()
     try:
         body = json.loads(raw)
     except ValueError as exc:
-        raise RequestError(400, f"We could not parse the JSON body of your request. ({exc})",
-                           code="invalid_json") from None
+        raise RequestError(
+            400, f"We could not parse the JSON body of your request. ({exc})", code="invalid_json"
+        ) from None
     if not isinstance(body, dict):
         raise RequestError(400, "The request body must be a JSON object.", code="invalid_json")
     return body
@@ -148,16 +162,23 @@ def _dialect_handler(dialect: Any):
         plan = make_plan(merged, ask, seed=seed, speed=settings.speed, scenario=scenario.name)
         if not ask.stream:
             await asyncio.sleep(plan.duration)
-            return web.Response(body=json.dumps(dialect.complete(plan), ensure_ascii=False).encode(),
-                                headers=_headers(plan, stream=False))
+            return web.Response(
+                body=json.dumps(dialect.complete(plan), ensure_ascii=False).encode(),
+                headers=_headers(plan, stream=False),
+            )
         response = web.StreamResponse(headers=_headers(plan, stream=True))
         response.enable_chunked_encoding()
         await response.prepare(request)
         transport = request.transport
         if plan.delivery.chunk_bytes and transport is not None:
             _no_delay(transport)
-        stream = Stream(response, transport, writes(dialect.encode(plan), plan.delivery), start,
-                        plan.delivery.chunk_gap if plan.delivery.chunk_bytes else 0.0)
+        stream = Stream(
+            response,
+            transport,
+            writes(dialect.encode(plan), plan.delivery),
+            start,
+            plan.delivery.chunk_gap if plan.delivery.chunk_bytes else 0.0,
+        )
         try:
             await deliver(stream, app[PACER])
             await response.write_eof()
@@ -190,8 +211,9 @@ async def _models(request: web.Request) -> web.Response:
 async def _model(request: web.Request) -> web.Response:
     model_id = request.match_info["model"]
     if model_id not in _model_ids(request.app):
-        raise RequestError(404, f"The model `{model_id}` does not exist or you do not have access to it.",
-                           code="model_not_found")
+        raise RequestError(
+            404, f"The model `{model_id}` does not exist or you do not have access to it.", code="model_not_found"
+        )
     return web.json_response(_model_object(model_id))
 
 

@@ -20,8 +20,16 @@ __all__ = ["MockServer", "create_app"]
 class MockServer:
     """`with MockServer() as server: OpenAI(base_url=server.base_url, api_key="x")`."""
 
-    def __init__(self, scenarios: Iterable[Scenario] = (), *, host: str = "127.0.0.1", port: int = 0,
-                 seed: int = 0, speed: float = 0.0, **app_options: Any):
+    def __init__(
+        self,
+        scenarios: Iterable[Scenario] = (),
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+        speed: float = 0.0,
+        **app_options: Any,
+    ):
         self.app = create_app(scenarios, seed=seed, speed=speed, **app_options)
         self.host = host
         self.port = port

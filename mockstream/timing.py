@@ -22,8 +22,9 @@ class Pacing:
         if speed <= 0:
             return cls()
         scale = 1 / (1000 * speed)
-        return cls(knobs.get("ttft_ms", 0.0) * scale, knobs.get("itl_ms", 0.0) * scale,
-                   knobs.get("jitter_ms", 0.0) * scale)
+        return cls(
+            knobs.get("ttft_ms", 0.0) * scale, knobs.get("itl_ms", 0.0) * scale, knobs.get("jitter_ms", 0.0) * scale
+        )
 
     @property
     def instant(self) -> bool:

@@ -70,11 +70,27 @@ def _cut(frames: Iterable[Write], size: int) -> Iterator[Write]:
 class Stream:
     """One response on its way out: the writes still to send and how far it got."""
 
-    __slots__ = ("bytes_sent", "future", "gap", "item", "not_before", "response", "start", "transport", "writes",
-                 "writes_sent")
+    __slots__ = (
+        "bytes_sent",
+        "future",
+        "gap",
+        "item",
+        "not_before",
+        "response",
+        "start",
+        "transport",
+        "writes",
+        "writes_sent",
+    )
 
-    def __init__(self, response: web.StreamResponse, transport: asyncio.BaseTransport | None,
-                 writes: Iterator[Write], start: float, gap: float = 0.0):
+    def __init__(
+        self,
+        response: web.StreamResponse,
+        transport: asyncio.BaseTransport | None,
+        writes: Iterator[Write],
+        start: float,
+        gap: float = 0.0,
+    ):
         self.response = response
         self.transport = transport
         self.writes = writes

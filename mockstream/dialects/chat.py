@@ -31,35 +31,61 @@ def parse(body: dict[str, Any]) -> Ask:
         raise RequestError(400, "'messages' must contain at least one message.", "messages", "empty_array")
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise RequestError(400, f"Invalid value for 'messages[{i}]': each message needs a string 'role'.",
-                               f"messages[{i}].role", "invalid_value")
+            raise RequestError(
+                400,
+                f"Invalid value for 'messages[{i}]': each message needs a string 'role'.",
+                f"messages[{i}].role",
+                "invalid_value",
+            )
     stream = require(body, "stream", bool, default=False)
     n = require(body, "n", int, default=1)
     if not 1 <= n <= MAX_N:
-        raise RequestError(400, f"Invalid value for 'n': must be between 1 and {MAX_N}, got {n}.", "n",
-                           "integer_out_of_range")
+        raise RequestError(
+            400, f"Invalid value for 'n': must be between 1 and {MAX_N}, got {n}.", "n", "integer_out_of_range"
+        )
     max_tokens = None
     for key in ("max_completion_tokens", "max_tokens"):
         value = require(body, key, int, default=None)
         if value is not None:
             if value < 1:
-                raise RequestError(400, f"Invalid '{key}': integer below minimum value. Expected a value >= 1, "
-                                   f"but got {value} instead.", key, "integer_below_min_value")
+                raise RequestError(
+                    400,
+                    f"Invalid '{key}': integer below minimum value. Expected a value >= 1, but got {value} instead.",
+                    key,
+                    "integer_below_min_value",
+                )
             max_tokens = value if max_tokens is None else min(max_tokens, value)
     options = require(body, "stream_options", dict, default=None)
     if options is not None and not stream:
-        raise RequestError(400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                           "stream_options")
+        raise RequestError(
+            400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
+        )
     include_usage = require(options or {}, "include_usage", bool, default=False, param="stream_options.include_usage")
-    return Ask(model=model, stream=stream, prompt_tokens=count_prompt_tokens(messages),
-               last_user=last_user_text(messages), n=n, max_tokens=max_tokens, include_usage=include_usage)
+    return Ask(
+        model=model,
+        stream=stream,
+        prompt_tokens=count_prompt_tokens(messages),
+        last_user=last_user_text(messages),
+        n=n,
+        max_tokens=max_tokens,
+        include_usage=include_usage,
+    )
 
 
 def encode(plan: Plan) -> Iterator[Frame]:
-    head = (b'{"id":"chatcmpl-' + plan.uid.encode() + b'","object":"chat.completion.chunk","created":'
-            + str(plan.created).encode() + b',"model":' + _dumps(plan.model)
-            + b',"service_tier":"default","system_fingerprint":"' + plan.system_fingerprint.encode() + b'",'
-            + (b'"usage":null,' if plan.ask.include_usage else b"") + b'"choices":[{"index":')
+    head = (
+        b'{"id":"chatcmpl-'
+        + plan.uid.encode()
+        + b'","object":"chat.completion.chunk","created":'
+        + str(plan.created).encode()
+        + b',"model":'
+        + _dumps(plan.model)
+        + b',"service_tier":"default","system_fingerprint":"'
+        + plan.system_fingerprint.encode()
+        + b'",'
+        + (b'"usage":null,' if plan.ask.include_usage else b"")
+        + b'"choices":[{"index":'
+    )
     open_tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
     prefixes = [b"data: " + head + str(c.index).encode() + b',"delta":' for c in plan.choices]
 
@@ -128,8 +154,12 @@ def complete(plan: Plan) -> dict[str, Any]:
 
 
 def _message(choice: Choice) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": choice.text if choice.tokens else None,
-                               "refusal": None, "annotations": []}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": choice.text if choice.tokens else None,
+        "refusal": None,
+        "annotations": [],
+    }
     if choice.tool_calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -140,4 +170,3 @@ def _message(choice: Choice) -> dict[str, Any]:
 
 def error_body(error: RequestError) -> dict[str, Any]:
     return error.body()
-

@@ -9,32 +9,53 @@ from ..errors import RequestError
 from ..plan import Usage
 
 _MISSING = object()
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "an array", dict: "an object",
-               float: "a number"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+    float: "a number",
+}
 
 
 def _type_of(value: Any) -> str:
-    for kind, label in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
-                        (list, "array"), (dict, "object")):
+    for kind, label in (
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "number"),
+        (str, "string"),
+        (list, "array"),
+        (dict, "object"),
+    ):
         if isinstance(value, kind):
             return label
     return "null" if value is None else type(value).__name__
 
 
-def require(body: dict, key: str, kind: type, default: Any = _MISSING, missing: str | None = None,
-            param: str | None = None) -> Any:
+def require(
+    body: dict, key: str, kind: type, default: Any = _MISSING, missing: str | None = None, param: str | None = None
+) -> Any:
     """Read `body[key]` as `kind`, with the API's wording when it is missing or of the wrong type."""
     param = param or key
     if key not in body or (body[key] is None and default is not _MISSING):
         if default is _MISSING:
-            raise RequestError(400, missing or f"Missing required parameter: '{param}'.",
-                               None if missing else param, None if missing else "missing_required_parameter")
+            raise RequestError(
+                400,
+                missing or f"Missing required parameter: '{param}'.",
+                None if missing else param,
+                None if missing else "missing_required_parameter",
+            )
         return default
     value = body[key]
     wrong = isinstance(value, bool) and kind is not bool
     if wrong or not isinstance(value, kind):
-        raise RequestError(400, f"Invalid type for '{param}': expected {_TYPE_NAMES[kind]}, but got "
-                           f"{_type_of(value)} instead.", param, "invalid_type")
+        raise RequestError(
+            400,
+            f"Invalid type for '{param}': expected {_TYPE_NAMES[kind]}, but got {_type_of(value)} instead.",
+            param,
+            "invalid_type",
+        )
     return value
 
 
@@ -43,8 +64,9 @@ def message_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict)
-                       and isinstance(part.get("text", ""), str))
+        return "".join(
+            part.get("text", "") for part in content if isinstance(part, dict) and isinstance(part.get("text", ""), str)
+        )
     return ""
 
 
@@ -71,6 +93,10 @@ def usage_object(usage: Usage) -> dict[str, Any]:
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                      "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
