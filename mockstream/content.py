@@ -17,6 +17,7 @@ from functools import lru_cache
 _CJK = (
     "\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u31a0-\u31ff\u3400-\u4dbf"
     "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+    "\U00020000-\U0003134f"  # CJK Extensions B-H and the compatibility supplement, outside the BMP
 )
 _TOKEN = re.compile(
     rf"""'(?:s|t|re|ve|m|ll|d)\b      # contractions
@@ -70,4 +71,5 @@ def _faker(locale: str):
 
 
 def _is_cjk_locale(locale: str) -> bool:
-    return locale.split("_")[0] in {"zh", "ja", "ko"}
+    """Chinese and Japanese run sentences together; Korean, like English, puts a space between them."""
+    return locale.split("_")[0] in {"zh", "ja"}

@@ -51,3 +51,54 @@ class ScenarioError(ValueError):
         error.lines = lines
         error.args = ("\n".join(lines),)
         return error
+
+
+# What the API sends for each status when a scripted http_error gives no type/code/message of its own.
+API_ERRORS: dict[int, tuple[str, str | None, str]] = {
+    400: ("invalid_request_error", None, "Bad request."),
+    401: (
+        "invalid_request_error",
+        "invalid_api_key",
+        "Incorrect API key provided: sk-mock****. You can find your "
+        "API key at https://platform.openai.com/account/api-keys.",
+    ),
+    403: (
+        "invalid_request_error",
+        "unsupported_country_region_territory",
+        "Country, region, or territory not supported",
+    ),
+    404: (
+        "invalid_request_error",
+        "model_not_found",
+        "The model `{model}` does not exist or you do not have access to it.",
+    ),
+    408: ("invalid_request_error", "timeout", "Request timed out."),
+    409: ("invalid_request_error", "conflict", "The request conflicts with another request."),
+    422: ("invalid_request_error", None, "Unprocessable entity."),
+    429: (
+        "requests",
+        "rate_limit_exceeded",
+        "Rate limit reached for {model} in organization org-mockstream on "
+        "requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.",
+    ),
+    500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
+    502: ("server_error", None, "Bad gateway."),
+    503: ("service_unavailable_error", "server_is_overloaded", "The server is overloaded or not ready yet."),
+    504: ("server_error", None, "Gateway timeout."),
+}
+
+
+def api_error(
+    status: int, model: str, message: str | None = None, type: str | None = None, code: str | None = None
+) -> RequestError:
+    """The error the API would send for `status`, with any of its parts overridden."""
+    default_type, default_code, default_message = API_ERRORS.get(
+        status, ("server_error" if status >= 500 else "invalid_request_error", None, f"HTTP {status}.")
+    )
+    return RequestError(
+        status,
+        message or default_message.format(model=model),
+        None,
+        code if code is not None else default_code,
+        type or default_type,
+    )

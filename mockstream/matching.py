@@ -41,8 +41,12 @@ class Scenarios:
     def default(self) -> Scenario:
         return self._by_name.get(DEFAULT.name, DEFAULT)
 
+    def all(self) -> list[Scenario]:
+        """Every scenario a request can name: the loaded ones, then the built-in default unless replaced."""
+        return [*self._by_name.values()] + ([] if DEFAULT.name in self._by_name else [DEFAULT])
+
     def names(self) -> list[str]:
-        return list(dict.fromkeys([*self._by_name, DEFAULT.name]))
+        return [scenario.name for scenario in self.all()]
 
     def named(self, name: str, param: str) -> Scenario:
         if name == DEFAULT.name:
@@ -74,6 +78,45 @@ class Scenarios:
 
 
 ANSWER_KNOBS = (*TEXT_SOURCES, "locale", "tool_calls")
+
+
+class Sequences:
+    """Where each sequence stands. Calls share a position by session header, else by scenario, else by the
+    sequence itself; after the last entry the last one repeats, or (cycle) the first comes again."""
+
+    def __init__(self) -> None:
+        self._positions: dict[tuple, int] = {}
+
+    def step(self, key: tuple, length: int, cycle: bool) -> int:
+        count = self._positions.get(key, 0)
+        self._positions[key] = count + 1
+        return count % length if cycle else min(count, length - 1)
+
+    def reset(self) -> None:
+        self._positions.clear()
+
+
+def resolve(
+    scenario: Scenario, knobs: Mapping[str, Any], session: str | None, sequences: Sequences
+) -> tuple[dict[str, Any], int | None]:
+    """The knobs that answer this call: scenario < its sequence entry < request knobs < the request's entry.
+    Returns them and the sequence position used (None without a sequence)."""
+    merged = dict(scenario.knobs)
+    position = None
+    if "sequence" in merged:
+        position, entry = _entry(merged, (session, "scenario", scenario.name), sequences)
+        merged = merge(merged, entry)
+    request = dict(knobs)
+    if "sequence" in request:
+        position, entry = _entry(request, (session, "inline", repr(request["sequence"])), sequences)
+        request = merge(request, entry)
+    return merge(merged, request), position
+
+
+def _entry(knobs: dict[str, Any], key: tuple, sequences: Sequences) -> tuple[int, dict[str, Any]]:
+    sequence = knobs.pop("sequence")
+    position = sequences.step(key, len(sequence), knobs.pop("cycle", False))
+    return position, sequence[position]
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import content
+from .faults import Fault
 from .timing import Pacing
 
 _ALNUM = string.ascii_letters + string.digits
@@ -92,6 +93,7 @@ class Plan:
     pacing: Pacing
     delivery: Delivery
     seed: int
+    fault: Fault | None = None  # the fault that strikes this answer (its probability already rolled)
 
     def due_times(self) -> Iterator[float]:
         """Offsets (s) at which successive tokens are due; the same for every run of this plan."""
@@ -115,7 +117,9 @@ def _ids(rng: random.Random, length: int) -> str:
     return "".join(rng.choice(_ALNUM) for _ in range(length))
 
 
-def make_plan(knobs: Mapping[str, Any], ask: Ask, *, seed: int, speed: float, scenario: str) -> Plan:
+def make_plan(
+    knobs: Mapping[str, Any], ask: Ask, *, seed: int, speed: float, scenario: str, fault: Fault | None = None
+) -> Plan:
     """Turn merged knobs and a request into the exact answer, ready to encode."""
     rng = random.Random(seed)
     uid = _ids(rng, 29)
@@ -139,6 +143,7 @@ def make_plan(knobs: Mapping[str, Any], ask: Ask, *, seed: int, speed: float, sc
         Pacing.from_knobs(dict(knobs), speed),
         delivery,
         rng.getrandbits(64),
+        fault,
     )
 
 

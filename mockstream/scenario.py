@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checks import Invalid, choice, closest, integer, number, reject_unknown, string, type_name
+from . import faults
+from .checks import Invalid, boolean, choice, closest, integer, number, reject_unknown, string, type_name
 from .errors import Problem, ScenarioError
 
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls")
@@ -95,6 +96,9 @@ KNOBS: dict[str, Knob] = {
     "chunk_gap_ms": Knob(number(0, 60_000), "pause between the writes of chunk_bytes (default 1 ms)"),
     "events_per_write": Knob(integer(1), "coalesce N SSE events into one write"),
     "seed": Knob(integer(0, 2**63 - 1), "per-request seed"),
+    "fault": Knob(faults.parse, "make the stream fail: {kind, ...fields, probability} (see Faults)"),
+    "sequence": Knob(lambda value, path: value, "successive calls get successive entries (knob objects)"),
+    "cycle": Knob(boolean, "with sequence: start over after the last entry (default: the last repeats)"),
     "scenario": Knob(_scenario_name, "use a loaded scenario by name"),
 }
 FILE_FIELDS = ("version", "name", "description", "match")
@@ -119,10 +123,16 @@ def check_knobs(raw: Any, path: str = "", allowed_extra: Iterable[str] = ()) -> 
                 Problem(where, f"unknown knob{closest(str(key), valid)}; expected one of: {', '.join(valid)}")
             )
             continue
+        if key == "sequence":
+            clean[key], entry_problems = _sequence(value, where)
+            problems.extend(entry_problems)
+            continue
         try:
             clean[key] = knob.check(value, where)
         except Invalid as exc:
             problems.append(exc.problem)
+    if "cycle" in clean and "sequence" not in clean:
+        problems.append(Problem(f"{path}.cycle" if path else "cycle", "cycle applies to a sequence only"))
     given = [k for k in TEXT_SOURCES if k in clean]
     if len(given) > 1:
         problems.append(
@@ -134,6 +144,24 @@ def check_knobs(raw: Any, path: str = "", allowed_extra: Iterable[str] = ()) -> 
     if "locale" in clean and "random_tokens" not in clean:
         problems.append(Problem(f"{path}.locale" if path else "locale", "locale applies to random_tokens only"))
     return clean, problems
+
+
+def _sequence(raw: Any, path: str) -> tuple[tuple[dict, ...], list[Problem]]:
+    """Each entry is a knob object of its own (no nested sequence, no scenario name)."""
+    if not isinstance(raw, list) or not raw:
+        return (), [Problem(path, "expected a non-empty array of knob objects")]
+    entries, problems = [], []
+    for i, item in enumerate(raw):
+        entry, entry_problems = check_knobs(item, f"{path}[{i}]")
+        for key in SEQUENCE_ONLY:
+            if key in entry:
+                entry_problems.append(Problem(f"{path}[{i}].{key}", f"{key} cannot appear inside a sequence entry"))
+        problems.extend(entry_problems)
+        entries.append(entry)
+    return tuple(entries), problems
+
+
+SEQUENCE_ONLY = ("sequence", "scenario")
 
 
 # ---------------------------------------------------------------- scenarios ---

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
+import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +18,13 @@ from typing import Any
 from aiohttp import web
 
 from .dialects import chat
-from .errors import RequestError
-from .matching import Scenarios, merge
-from .plan import make_plan, request_seed
+from .errors import RequestError, api_error
+from .faults import Disconnect, Fault, HttpError, Reset, SlowHeaders, Stall, describe, inject
+from .journal import DEFAULT_SIZE, Entry, Journal
+from .matching import Scenarios, Sequences, resolve
+from .plan import Plan, make_plan, request_seed
 from .scenario import Scenario, check_knobs
-from .transport import Pacer, Stream, deliver, writes
+from .transport import Pacer, Stream, deliver, linger_zero, no_delay, writes
 
 log = logging.getLogger("mockstream")
 
@@ -40,15 +43,27 @@ class Settings:
 
 SETTINGS = web.AppKey("settings", Settings)
 SCENARIOS = web.AppKey("scenarios", Scenarios)
+SEQUENCES = web.AppKey("sequences", Sequences)
+JOURNAL = web.AppKey("journal", Journal)
+ROLLS = web.AppKey("rolls", random.Random)
 PACER = web.AppKey("pacer", Pacer)
+SESSION_HEADER = "X-Mockstream-Session"
 
 
-def create_app(scenarios: Iterable[Scenario] = (), *, seed: int = 0, speed: float = 1.0) -> web.Application:
+def create_app(
+    scenarios: Iterable[Scenario] = (), *, seed: int = 0, speed: float = 1.0, journal_size: int = DEFAULT_SIZE
+) -> web.Application:
     """A ready mock server application; run it with aiohttp's runners or `aiohttp_client`."""
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     app[SETTINGS] = Settings(seed=seed, speed=speed)
     app[SCENARIOS] = Scenarios(scenarios)
+    app[SEQUENCES] = Sequences()
+    app[JOURNAL] = Journal(journal_size)
+    app[ROLLS] = random.Random(seed)
     app[PACER] = Pacer()
+    from . import admin  # admin reads the keys above
+
+    admin.add_routes(app)
     app.router.add_post("/v1/chat/completions", _dialect_handler(chat))
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/v1/models/{model}", _model)
@@ -124,9 +139,9 @@ def _request_knobs(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- streaming ---
-def _headers(plan, stream: bool) -> dict[str, str]:
+def _headers(plan: Plan, content_type: str) -> dict[str, str]:
     return {
-        "Content-Type": "text/event-stream; charset=utf-8" if stream else "application/json",
+        "Content-Type": content_type,
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",
         "x-request-id": plan.request_id,
@@ -149,50 +164,164 @@ def _dialect_handler(dialect: Any):
         loop = asyncio.get_running_loop()
         start = loop.time()
         app = request.app
-        settings = app[SETTINGS]
+        entry = app[JOURNAL].open(request.method, request.path, request.headers)
+        entry.session = request.headers.get(SESSION_HEADER)
         try:
             body = await _read_json(request)
+            entry.body = body
             ask = dialect.parse(body)
             knobs = _request_knobs(body)
             scenario = app[SCENARIOS].select(request.headers, knobs, ask)
         except RequestError as error:
+            _close_entry(entry, error.status, "rejected", start, loop)
             return _error_response(error, dialect)
-        merged = merge(scenario.knobs, knobs)
-        seed = request_seed(merged.get("seed", settings.seed), body)
-        plan = make_plan(merged, ask, seed=seed, speed=settings.speed, scenario=scenario.name)
-        if not ask.stream:
-            await asyncio.sleep(plan.duration)
-            return web.Response(
-                body=json.dumps(dialect.complete(plan), ensure_ascii=False).encode(),
-                headers=_headers(plan, stream=False),
-            )
-        response = web.StreamResponse(headers=_headers(plan, stream=True))
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        transport = request.transport
-        if plan.delivery.chunk_bytes and transport is not None:
-            _no_delay(transport)
-        stream = Stream(
-            response,
-            transport,
-            writes(dialect.encode(plan), plan.delivery),
-            start,
-            plan.delivery.chunk_gap if plan.delivery.chunk_bytes else 0.0,
+        entry.scenario = scenario.name
+        merged, position = resolve(scenario, knobs, entry.session, app[SEQUENCES])
+        if position is not None:
+            entry.extra["sequence_index"] = position
+        settings = app[SETTINGS]
+        plan = make_plan(
+            merged,
+            ask,
+            seed=request_seed(merged.get("seed", settings.seed), body),
+            speed=settings.speed,
+            scenario=scenario.name,
+            fault=_roll(app, merged.get("fault")),
         )
+        if plan.fault is not None:
+            entry.extra["fault"] = describe(plan.fault)
+        exchange = Exchange(request, dialect, plan, entry, start)
         try:
-            await deliver(stream, app[PACER])
-            await response.write_eof()
-        except ConnectionError:
-            log.debug("client left %s after %d bytes", request.path, stream.bytes_sent)
-        return response
+            return await exchange.answer()
+        except asyncio.CancelledError:
+            exchange.finish("client_disconnected")
+            raise
 
     return handle
 
 
-def _no_delay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def _roll(app: web.Application, fault: Fault | None) -> Fault | None:
+    """Does the fault strike this call? Rolled from the server seed, so the same seed gives the same hits."""
+    if fault is None or fault.probability >= 1:
+        return fault
+    return fault if app[ROLLS].random() < fault.probability else None
+
+
+def _close_entry(entry: Entry, status: int, outcome: str, start: float, loop: asyncio.AbstractEventLoop) -> None:
+    entry.status = status
+    entry.outcome = outcome
+    entry.duration_ms = round((loop.time() - start) * 1000, 3)
+
+
+class Exchange:
+    """One answered request: applies the plan's fault in the layer that owns it and journals the ending."""
+
+    def __init__(self, request: web.Request, dialect: Any, plan: Plan, entry: Entry, start: float):
+        self.request = request
+        self.dialect = dialect
+        self.plan = plan
+        self.entry = entry
+        self.start = start
+        self.loop = asyncio.get_running_loop()
+        self.stream: Stream | None = None
+
+    async def answer(self) -> web.StreamResponse:
+        fault = self.plan.fault
+        if isinstance(fault, HttpError):
+            return self._http_error(fault)
+        if isinstance(fault, SlowHeaders):
+            await asyncio.sleep(fault.ms / 1000)
+        if not self.plan.ask.stream:
+            return await self._complete()
+        return await self._stream()
+
+    def _http_error(self, fault: HttpError) -> web.Response:
+        error = api_error(fault.status, self.plan.model, fault.message, fault.type, fault.code)
+        headers = {"x-request-id": self.plan.request_id, "x-mockstream-scenario": self.plan.scenario}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = f"{fault.retry_after:g}"
+        if fault.retry_after_ms is not None:
+            headers["retry-after-ms"] = f"{fault.retry_after_ms:g}"
+        if fault.status == 429:
+            reset = f"{fault.retry_after or (fault.retry_after_ms or 20_000) / 1000:g}s"
+            headers.update(
+                {
+                    "x-ratelimit-limit-requests": "3",
+                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-reset-requests": reset,
+                    "x-ratelimit-limit-tokens": "30000000",
+                    "x-ratelimit-remaining-tokens": "29999000",
+                    "x-ratelimit-reset-tokens": "2ms",
+                }
+            )
+        self.finish(fault.outcome, fault.status)
+        return web.Response(
+            body=json.dumps(self.dialect.error_body(error)).encode(),
+            status=fault.status,
+            headers=headers,
+            content_type="application/json",
+        )
+
+    async def _complete(self) -> web.StreamResponse:
+        """A non-streamed answer, after the time generating it takes; delivery faults act before the body."""
+        fault = self.plan.fault
+        await asyncio.sleep(self.plan.duration)
+        if isinstance(fault, Stall):
+            await asyncio.sleep(fault.ms / 1000 if fault.ms is not None else float("inf"))
+        elif isinstance(fault, (Disconnect, Reset)):
+            transport = self.request.transport
+            if transport is not None:
+                if isinstance(fault, Reset):
+                    linger_zero(transport)
+                transport.close()
+            self.finish(fault.outcome, None)
+            return web.Response(status=204)  # never reaches the client: the connection is gone
+        body = json.dumps(self.dialect.complete(self.plan), ensure_ascii=False).encode()
+        self.finish(fault.outcome if fault is not None and fault.layer != "encode" else "completed", 200)
+        self.entry.bytes_sent = len(body)
+        return web.Response(body=body, headers=_headers(self.plan, "application/json"))
+
+    async def _stream(self) -> web.StreamResponse:
+        plan = self.plan
+        response = web.StreamResponse(headers=_headers(plan, "text/event-stream; charset=utf-8"))
+        response.enable_chunked_encoding()
+        await response.prepare(self.request)
+        transport = self.request.transport
+        if plan.delivery.chunk_bytes and transport is not None:
+            no_delay(transport)
+        frames = self.dialect.encode(plan)
+        if plan.fault is not None and plan.fault.layer != "http":
+            frames = inject(frames, plan.fault, self.dialect.error_frame)
+        gap = plan.delivery.chunk_gap if plan.delivery.chunk_bytes else 0.0
+        self.stream = stream = Stream(response, transport, writes(frames, plan.delivery), self.start, gap)
+        try:
+            await deliver(stream, self.request.app[PACER])
+            if stream.ended_by is None or isinstance(stream.ended_by, Stall):
+                await response.write_eof()
+        except ConnectionError:
+            self.finish("client_disconnected")
+            return response
+        self.finish(plan.fault.outcome if plan.fault is not None else "completed")
+        return response
+
+    def finish(self, outcome: str, status: int | None = 200) -> None:
+        """Journal how the exchange ended (once: the first ending wins)."""
+        entry = self.entry
+        if entry.outcome != "in_progress":
+            return
+        _close_entry(entry, status if status is not None else entry.status or 200, outcome, self.start, self.loop)
+        if status is None:
+            entry.status = None
+        stream = self.stream
+        if stream is not None:
+            entry.events_sent = stream.events_sent
+            entry.bytes_sent = stream.bytes_sent
+            entry.first_byte_at = _wall(stream.first_byte, self.loop)
+            entry.last_byte_at = _wall(stream.last_byte, self.loop)
+
+
+def _wall(loop_time: float | None, loop: asyncio.AbstractEventLoop) -> float | None:
+    return None if loop_time is None else time.time() - (loop.time() - loop_time)
 
 
 # ---------------------------------------------------------------- models, health ---

@@ -12,75 +12,96 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import socket
+import struct
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from aiohttp import web
 
+from .faults import Fault, Frame, Reset, Stall
 from .plan import Delivery
 
 SLACK = 0.0005  # writes due within this many seconds are written now
 BACKED_UP = 16 * 1024  # bytes waiting in the transport: hand the stream back to its handler
+RESET_GRACE = 0.05  # s between the last bytes and an RST, so the reader has them before the reset
 
-Write = tuple[float, bytes]  # (due offset in seconds from the stream's start, bytes for one write)
+Write = tuple[float, Any, int]  # (due offset in s from the stream's start, bytes or a delivery Fault, events)
 
 
-def writes(frames: Iterable[Write], delivery: Delivery) -> Iterator[Write]:
+def writes(frames: Iterable[Frame], delivery: Delivery) -> Iterator[Write]:
     """Group frames into socket writes.
 
     `events_per_write` N: N frames per write, sent when the last of them is due. `chunk_bytes` N: the
     body cut into writes of at most N bytes, across SSE-event and UTF-8 boundaries (frames due together
-    are cut as one run of bytes).
+    are cut as one run of bytes). A delivery fault passes through as its own item, after what came before.
     """
     if delivery.chunk_bytes:
-        yield from _cut(frames, delivery.chunk_bytes)
-    elif delivery.events_per_write > 1:
-        yield from _grouped(frames, delivery.events_per_write)
-    else:
-        yield from frames
+        return _cut(frames, delivery.chunk_bytes)
+    if delivery.events_per_write > 1:
+        return _grouped(frames, delivery.events_per_write)
+    return ((due, data, 1) for due, data, _ in frames)
 
 
-def _grouped(frames: Iterable[Write], size: int) -> Iterator[Write]:
+def _grouped(frames: Iterable[Frame], size: int) -> Iterator[Write]:
     group: list[bytes] = []
     due = 0.0
-    for due, data in frames:
+    for due, data, _ in frames:
+        if isinstance(data, Fault):
+            if group:
+                yield due, b"".join(group), len(group)
+                group = []
+            yield due, data, 0
+            continue
         group.append(data)
         if len(group) == size:
-            yield due, b"".join(group)
+            yield due, b"".join(group), size
             group = []
     if group:
-        yield due, b"".join(group)
+        yield due, b"".join(group), len(group)
 
 
-def _cut(frames: Iterable[Write], size: int) -> Iterator[Write]:
+def _cut(frames: Iterable[Frame], size: int) -> Iterator[Write]:
     buffer = b""
+    ends: list[int] = []  # where each frame in the buffer ends, to count the events a piece completes
     buffer_due = 0.0
-    for due, data in frames:
-        if buffer and due != buffer_due:
-            yield buffer_due, buffer
-            buffer = b""
+    for due, data, _ in frames:
+        if buffer and (due != buffer_due or isinstance(data, Fault)):
+            yield buffer_due, buffer, len(ends)
+            buffer, ends = b"", []
+        if isinstance(data, Fault):
+            yield due, data, 0
+            continue
         buffer += data
+        ends.append(len(buffer))
         buffer_due = due
         while len(buffer) >= size:
-            yield due, buffer[:size]
+            done = sum(1 for end in ends if end <= size)
+            ends = [end - size for end in ends[done:]]
+            yield due, buffer[:size], done
             buffer = buffer[size:]
     if buffer:
-        yield buffer_due, buffer
+        yield buffer_due, buffer, len(ends)
 
 
 class Stream:
-    """One response on its way out: the writes still to send and how far it got."""
+    """One response on its way out: the writes still to send, how far it got, and how it ended."""
 
     __slots__ = (
         "bytes_sent",
+        "ended_by",
+        "events_sent",
+        "first_byte",
         "future",
         "gap",
         "item",
+        "last_byte",
         "not_before",
+        "parked",
         "response",
         "start",
         "transport",
         "writes",
-        "writes_sent",
     )
 
     def __init__(
@@ -100,7 +121,11 @@ class Stream:
         self.item = next(writes, None)
         self.future: asyncio.Future | None = None
         self.bytes_sent = 0
-        self.writes_sent = 0
+        self.events_sent = 0
+        self.first_byte: float | None = None  # loop time of the first and last body write
+        self.last_byte: float | None = None
+        self.ended_by: Fault | None = None  # the delivery fault that ended or stalled the stream
+        self.parked = False  # stalled with no end: only the client leaving ends it
 
     def due(self) -> float:
         assert self.item is not None
@@ -114,13 +139,58 @@ class Stream:
         """Write every write that is due now (one at a time when writes must stay apart)."""
         response = self.response
         while self.item is not None and self.due() <= loop.time() + SLACK:
-            data = self.item[1]
-            await response.write(data)
-            self.bytes_sent += len(data)
-            self.writes_sent += 1
+            _, data, events = self.item
+            if isinstance(data, Fault):
+                if not self._strike(data, loop):
+                    return
+            else:
+                await response.write(data)
+                now = loop.time()
+                if self.first_byte is None:
+                    self.first_byte = now
+                self.last_byte = now
+                self.bytes_sent += len(data)
+                self.events_sent += events
+                if self.gap:
+                    self.not_before = now + self.gap
             self.item = next(self.writes, None)
-            if self.gap:
-                self.not_before = loop.time() + self.gap
+
+    def _strike(self, fault: Fault, loop: asyncio.AbstractEventLoop) -> bool:
+        """Make a delivery fault happen; False when the stream must wait (or ends) instead of going on."""
+        transport = self.transport
+        if isinstance(fault, Stall):
+            self.ended_by = fault
+            if fault.ms is None:
+                self.parked = True
+                self.item = None
+                return False
+            self.start += fault.ms / 1000  # every later deadline moves by the stall
+            self.not_before = loop.time() + fault.ms / 1000
+            return True
+        if isinstance(fault, Reset) and transport is not None:
+            if transport.get_write_buffer_size() or loop.time() < (self.last_byte or 0) + RESET_GRACE:  # type: ignore[attr-defined]
+                self.not_before = loop.time() + RESET_GRACE
+                return False
+            linger_zero(transport)
+        self.ended_by = fault
+        self.item = None
+        if transport is not None:
+            transport.close()
+        return False
+
+
+def no_delay(transport: asyncio.BaseTransport) -> None:
+    """TCP_NODELAY: each write leaves at once instead of waiting to be merged with the next."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def linger_zero(transport: asyncio.BaseTransport) -> None:
+    """SO_LINGER 0: closing the socket sends an RST, not a FIN."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 class Pacer:
@@ -218,4 +288,6 @@ async def deliver(stream: Stream, pacer: Pacer) -> Stream:
             await asyncio.sleep(max(0.0, stream.due() - loop.time()))
         else:
             await pacer.run(stream)
+    if stream.parked:
+        await loop.create_future()  # silence until the client leaves and the handler is cancelled
     return stream

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from ..errors import RequestError
+from ..faults import Fault, Frame
 from ..plan import Ask, Plan
 
-Frame = tuple[float, bytes]  # (due offset in seconds from the request's start, bytes to send)
+__all__ = ["Dialect", "Frame"]
 
 
 class Dialect(Protocol):
@@ -21,7 +22,10 @@ class Dialect(Protocol):
         """Validate the request body (OpenAI-shaped 400 on bad input) and say what it asks for."""
 
     def encode(self, plan: Plan) -> Iterator[Frame]:
-        """The streamed answer, lazily: one frame per SSE event, each with its due time."""
+        """The streamed answer, lazily: one frame per SSE event: (due time, bytes, HEAD/TOKEN/TAIL)."""
+
+    def error_frame(self, fault: Fault) -> bytes:
+        """The in-band error event (`error_event` fault) in this API's spelling."""
 
     def complete(self, plan: Plan) -> dict[str, Any]:
         """The non-streamed answer object."""

@@ -12,9 +12,10 @@ from typing import Any
 
 from .. import sse
 from ..errors import RequestError
+from ..faults import HEAD, TAIL
 from ..plan import Ask, Choice, Plan
 from . import Frame
-from .common import count_prompt_tokens, last_user_text, require, usage_object
+from .common import SERVER_ERROR, count_prompt_tokens, interleave, last_user_text, require, usage_object
 
 name = "chat"
 MAX_N = 128
@@ -94,28 +95,29 @@ def encode(plan: Plan) -> Iterator[Frame]:
         if _opens_with_call(choice):
             role["tool_calls"] = [_call_head(choice, 0)]
         role["refusal"] = None
-        yield 0.0, prefix + _dumps(role) + open_tail
+        yield 0.0, prefix + _dumps(role) + open_tail, HEAD
 
-    times = plan.due_times()
-    streams = [(choice, prefix, _slots(choice, prefix, open_tail)) for choice, prefix in zip(plan.choices, prefixes)]
-    due = last = 0.0
-    while streams:
-        due = next(times)
-        alive = []
-        for choice, prefix, slots in streams:
-            frame = next(slots, None)
-            if frame is None:
-                finish = b'{},"logprobs":null,"finish_reason":"' + choice.finish_reason.encode() + b'"}]}\n\n'
-                yield last, prefix + finish
-            else:
-                yield due, frame
-                alive.append((choice, prefix, slots))
-        last = due if alive else last
-        streams = alive
+    def finish(i: int) -> bytes:
+        reason = plan.choices[i].finish_reason.encode()
+        return prefixes[i] + b'{},"logprobs":null,"finish_reason":"' + reason + b'"}]}\n\n'
+
+    slots = [_slots(choice, prefix, open_tail) for choice, prefix in zip(plan.choices, prefixes)]
+    last = yield from interleave(plan, slots, finish)
     if plan.ask.include_usage:
         chunk = head[: -len(b'"choices":[{"index":')].replace(b'"usage":null,', b"")
-        yield last, sse.data(chunk + b'"choices":[],"usage":' + _dumps(usage_object(plan.usage)) + b"}")
-    yield last, sse.DONE
+        yield last, sse.data(chunk + b'"choices":[],"usage":' + _dumps(usage_object(plan.usage)) + b"}"), TAIL
+    yield last, sse.DONE, TAIL
+
+
+def error_frame(fault: Any) -> bytes:
+    """The in-band error the API sends once a 200 stream has started: openai-python raises APIError."""
+    error = {
+        "message": fault.message or SERVER_ERROR,
+        "type": fault.type or "server_error",
+        "param": None,
+        "code": fault.code,
+    }
+    return sse.data(_dumps({"error": error}))
 
 
 def _opens_with_call(choice: Choice) -> bool:

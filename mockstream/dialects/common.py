@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..content import count_tokens
 from ..errors import RequestError
-from ..plan import Usage
+from ..faults import TAIL, TOKEN
+from ..plan import Plan, Usage
+
+SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 
 _MISSING = object()
 _TYPE_NAMES = {
@@ -100,3 +104,26 @@ def usage_object(usage: Usage) -> dict[str, Any]:
             "rejected_prediction_tokens": 0,
         },
     }
+
+
+def interleave(plan: Plan, slots: list[Iterator[bytes]], finish: Callable[[int], bytes]):
+    """Put every choice's token frames on the plan's clock: slot k of each choice is due at the k-th due time,
+    and a choice's finish frame follows its last token at once. Returns the last due time (for the frames
+    that close the stream)."""
+    times = plan.due_times()
+    live = list(enumerate(slots))
+    due = last = 0.0
+    while live:
+        due = next(times)
+        still = []
+        for i, frames in live:
+            frame = next(frames, None)
+            if frame is None:
+                yield last, finish(i), TAIL
+            else:
+                yield due, frame, TOKEN
+                still.append((i, frames))
+        if still:
+            last = due
+        live = still
+    return last

@@ -1,0 +1,76 @@
+"""The request journal: what each API request asked, what was sent back, and how it ended.
+
+Bounded (oldest entries drop first). Tests and the admin API read it to assert what the server saw:
+that a client retried after Retry-After, or stopped reading at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+REDACTED = ("authorization", "x-api-key", "api-key")
+DEFAULT_SIZE = 1000
+
+
+@dataclass
+class Entry:
+    """One API request. `outcome`: in_progress, completed, fault:<kind>, client_disconnected or rejected."""
+
+    id: int
+    time: float  # wall-clock seconds when the request arrived
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any = None
+    scenario: str | None = None
+    session: str | None = None
+    status: int | None = None
+    outcome: str = "in_progress"
+    events_sent: int = 0
+    bytes_sent: int = 0
+    duration_ms: float | None = None
+    first_byte_at: float | None = None  # wall-clock seconds of the first and last body byte written
+    last_byte_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        extra = data.pop("extra")
+        return {**data, **extra}
+
+
+class Journal:
+    """The last `size` API requests, oldest first."""
+
+    def __init__(self, size: int = DEFAULT_SIZE):
+        self._entries: deque[Entry] = deque(maxlen=size)
+        self._ids = itertools.count(1)
+
+    def open(self, method: str, path: str, headers: Mapping[str, str]) -> Entry:
+        shown = {k: ("***" if k.lower() in REDACTED else v) for k, v in headers.items()}
+        entry = Entry(next(self._ids), time.time(), method, path, shown)
+        self._entries.append(entry)
+        return entry
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(list(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def select(self, session: str | None = None, path: str | None = None, scenario: str | None = None) -> list[Entry]:
+        return [
+            e
+            for e in self._entries
+            if (session is None or e.session == session)
+            and (path is None or e.path == path)
+            and (scenario is None or e.scenario == scenario)
+        ]
+
+    def clear(self) -> None:
+        self._entries.clear()
