@@ -41,6 +41,12 @@ def _seed(text: str) -> int:
     return value
 
 
+def _positive(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
 def _level(text: str) -> str:
     if text.lower() not in LOG_LEVELS:
         raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
@@ -65,6 +71,7 @@ SERVE_FLAGS = (
     Flag("scenarios", str, None, "directory (or file) of YAML/JSON scenario files to load"),
     Flag("seed", _seed, 0, "server seed: the same seed and request give byte-identical answers"),
     Flag("speed", _speed, 1.0, "divide every pacing delay by this; 0 streams with no delay at all"),
+    Flag("journal-size", lambda text: _positive(int(text)), 1000, "how many requests the journal keeps"),
     Flag("log-level", _level, "info", f"one of {', '.join(LOG_LEVELS)}; debug also logs every request"),
 )
 
@@ -158,7 +165,7 @@ def _serve(options: dict[str, Any]) -> int:
 
     logging.basicConfig(level=options["log_level"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     scenarios = load_scenarios(options["scenarios"]) if options["scenarios"] else []
-    app = create_app(scenarios, seed=options["seed"], speed=options["speed"])
+    app = create_app(scenarios, seed=options["seed"], speed=options["speed"], journal_size=options["journal_size"])
     try:
         import uvloop
     except ImportError:

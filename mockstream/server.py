@@ -7,6 +7,7 @@ This module knows HTTP and nothing else: the JSON belongs to `dialects/`, bytes 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import random
@@ -72,8 +73,14 @@ def create_app(
 
 
 # ---------------------------------------------------------------- errors ---
-def _error_response(error: RequestError, dialect: Any = chat) -> web.Response:
-    return web.json_response(dialect.error_body(error), status=error.status)
+def _error_response(error: RequestError, dialect: Any = chat, headers: dict[str, str] | None = None) -> web.Response:
+    request_id = f"req_{next(_ERROR_IDS):032x}"
+    return web.json_response(
+        dialect.error_body(error), status=error.status, headers={"x-request-id": request_id, **(headers or {})}
+    )
+
+
+_ERROR_IDS = itertools.count(1)
 
 
 @web.middleware
@@ -85,14 +92,13 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPNotFound:
         return _error_response(RequestError(404, f"Invalid URL ({request.method} {request.path})"))
     except web.HTTPMethodNotAllowed as exc:
-        return _error_response(
-            RequestError(
-                405,
-                f"Method {request.method} not allowed on {request.path}; "
-                f"allowed: {', '.join(sorted(exc.allowed_methods))}.",
-                code="method_not_allowed",
-            )
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        error = RequestError(
+            405,
+            f"Method {request.method} not allowed on {request.path}; allowed: {allowed}.",
+            code="method_not_allowed",
         )
+        return _error_response(error, headers={"Allow": allowed})
     except web.HTTPRequestEntityTooLarge:
         return _error_response(
             RequestError(413, f"Request body too large: the limit is {MAX_BODY} bytes.", code="request_too_large")
