@@ -1,7 +1,7 @@
 """Pick the scenario that answers a request.
 
-Order: the `X-Mockstream-Scenario` header, then the `scenario` knob, then a scenario named like the
-request's model, then the first scenario whose `match` rules hold, then the default.
+Order: the `X-Mockstream-Scenario` header, then the `scenario` knob, then what a test scripted, then a
+scenario named like the request's model, then the first scenario whose `match` rules hold, then the default.
 """
 
 from __future__ import annotations
@@ -22,11 +22,17 @@ class Scenarios:
 
     def __init__(self, scenarios: Iterable[Scenario] = ()):
         self._by_name: dict[str, Scenario] = {}
+        self.fallback: str | None = None  # answers requests that name no scenario (a test's script)
         for scenario in scenarios:
             self.add(scenario)
 
     def add(self, scenario: Scenario) -> None:
         self._by_name[scenario.name] = scenario
+
+    def remove(self, name: str) -> None:
+        self._by_name.pop(name, None)
+        if self.fallback == name:
+            self.fallback = None
 
     def __iter__(self):
         return iter(self._by_name.values())
@@ -70,6 +76,8 @@ class Scenarios:
             return self.named(knobs["scenario"], "mockstream.scenario")
         if ask.model in self._by_name:
             return self._by_name[ask.model]
+        if self.fallback:
+            return self._by_name[self.fallback]
         lowered = {k.lower(): v for k, v in headers.items()}
         for scenario in self._by_name.values():
             if scenario.match(ask.model, ask.last_user, lowered):

@@ -48,6 +48,7 @@ SEQUENCES = web.AppKey("sequences", Sequences)
 JOURNAL = web.AppKey("journal", Journal)
 ROLLS = web.AppKey("rolls", random.Random)
 PACER = web.AppKey("pacer", Pacer)
+ERRORS = web.AppKey("errors", list)  # unexpected exceptions, kept for the test that caused them
 SESSION_HEADER = "X-Mockstream-Session"
 
 
@@ -62,6 +63,7 @@ def create_app(
     app[JOURNAL] = Journal(journal_size)
     app[ROLLS] = random.Random(seed)
     app[PACER] = Pacer()
+    app[ERRORS] = []
     from . import admin  # admin reads the keys above
 
     admin.add_routes(app)
@@ -107,6 +109,7 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
         raise
     except Exception as exc:  # a bug of ours: say so in the API's words and keep serving
         log.exception("internal error on %s %s", request.method, request.path)
+        request.app[ERRORS].append(exc)
         return _error_response(
             RequestError(500, f"mockstream internal error: {exc!r}", type="server_error", code="internal_error")
         )

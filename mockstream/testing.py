@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
 
-from .scenario import Scenario
-from .server import create_app
+from .journal import Entry
+from .scenario import Scenario, load_scenarios
+from .server import ERRORS, JOURNAL, ROLLS, SCENARIOS, SEQUENCES, SETTINGS, create_app
 
-__all__ = ["MockServer", "create_app"]
+__all__ = ["MockHandle", "MockServer", "create_app"]
+
+T = TypeVar("T")
 
 
 class MockServer:
@@ -88,6 +93,28 @@ class MockServer:
         await site.start()
         self.port = self._runner.addresses[0][1]
 
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the server's loop and return its result: the only safe way to touch server state."""
+        if self._loop is None or self._thread is None:
+            return fn()
+        done = threading.Event()
+        result: list[Any] = []
+
+        def run() -> None:
+            try:
+                result.append((True, fn()))
+            except BaseException as exc:
+                result.append((False, exc))
+            finally:
+                done.set()
+
+        self._loop.call_soon_threadsafe(run)
+        done.wait()
+        ok, value = result[0]
+        if not ok:
+            raise value
+        return value
+
     def stop(self) -> None:
         if self._thread is None or self._loop is None:
             return
@@ -100,3 +127,88 @@ class MockServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class MockHandle:
+    """One test's view of a shared `MockServer`: script the next answers, read this test's requests.
+
+    `reset()` (called before each test by the pytest fixture) clears the journal, sequence positions,
+    fault rolls and whatever the previous test scripted.
+    """
+
+    def __init__(self, server: MockServer):
+        self.server = server
+        self._scripted: list[str] = []
+        self._count = 0
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    def script(self, scenario: Scenario | None = None, /, **knobs: Any) -> str:
+        """Make every request of this test that names no scenario answer with these knobs (or this
+        Scenario); returns the scenario's name, to pass as `X-Mockstream-Scenario` or knob `scenario`."""
+        if scenario is None:
+            self._count += 1
+            scenario = Scenario.from_dict({"name": f"test-script-{self._count}", **knobs}, "script()")
+        elif knobs:
+            raise TypeError("script() takes a Scenario or knobs, not both")
+        scenarios = self.server.app[SCENARIOS]
+
+        def install() -> None:
+            scenarios.add(scenario)
+            scenarios.fallback = scenario.name
+
+        self.server.call(install)
+        self._scripted.append(scenario.name)
+        return scenario.name
+
+    def load(self, *paths: str | Path) -> list[str]:
+        """Load scenario files (or directories) into the server for this test; returns their names."""
+        loaded = load_scenarios(*paths)
+        scenarios = self.server.app[SCENARIOS]
+        self.server.call(lambda: [scenarios.add(s) for s in loaded])
+        self._scripted.extend(s.name for s in loaded)
+        return [s.name for s in loaded]
+
+    @property
+    def requests(self) -> list[Entry]:
+        """This test's API requests, oldest first (copies, safe to keep)."""
+        journal = self.server.app[JOURNAL]
+        return self.server.call(lambda: [replace(entry) for entry in journal])
+
+    def openai(self, **options: Any):
+        """An `openai.OpenAI` client pointed at the server (needs the `openai` package)."""
+        import openai
+
+        return openai.OpenAI(**{"base_url": self.base_url, "api_key": "mockstream", **options})
+
+    def async_openai(self, **options: Any):
+        """An `openai.AsyncOpenAI` client pointed at the server (needs the `openai` package)."""
+        import openai
+
+        return openai.AsyncOpenAI(**{"base_url": self.base_url, "api_key": "mockstream", **options})
+
+    def errors(self) -> list[BaseException]:
+        """Unexpected exceptions the server raised since the last reset (taken: each is reported once)."""
+        errors = self.server.app[ERRORS]
+        return self.server.call(lambda: [errors.pop(0) for _ in range(len(errors))])
+
+    def reset(self) -> None:
+        app = self.server.app
+        scripted, self._scripted = self._scripted, []
+
+        def clear() -> None:
+            app[JOURNAL].clear()
+            app[SEQUENCES].reset()
+            app[ROLLS].seed(app[SETTINGS].seed)
+            app[ERRORS].clear()
+            for name in scripted:
+                app[SCENARIOS].remove(name)
+            app[SCENARIOS].fallback = None
+
+        self.server.call(clear)

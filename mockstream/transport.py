@@ -230,6 +230,10 @@ class Pacer:
         self._heap = [entry for entry in self._heap if entry[2] is not stream]
         if len(self._heap) != before:
             heapq.heapify(self._heap)
+            # The driver may sleep until this stream's deadline: wake it so it re-reads the earliest one
+            # (or ends when no stream is left) instead of keeping its timer and task alive for nothing.
+            if self._wake is not None and not self._wake.done():
+                self._wake.set_result(None)
 
     async def _drive(self, loop: asyncio.AbstractEventLoop) -> None:
         try:

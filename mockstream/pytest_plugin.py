@@ -1,0 +1,88 @@
+"""The pytest plugin (registered through the `pytest11` entry point): a real mock server in every test.
+
+Fixtures: `mockstream_server` (one server per session, started on first use, in a thread with its own
+loop) and `mockstream` (a per-test `MockHandle` that resets journal, sequences and scripts first).
+Marker: `@pytest.mark.mockstream(content="Hi", chunk_bytes=1, fault={...})` scripts one test's stream.
+
+Settings, strongest first: command-line option > ini value > default. Nothing heavy is imported until a
+test asks for a server, so installing mockstream costs other test sessions nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from .testing import MockHandle, MockServer
+
+OPTIONS = (
+    ("speed", "0", "divide pacing delays by this; 0 (default) means tests never wait on pacing"),
+    ("scenarios", "", "directory of scenario files to load into the session's server"),
+    ("seed", "0", "server seed (same seed + same request = byte-identical answer)"),
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mockstream", "mockstream mock server")
+    for name, default, help_text in OPTIONS:
+        group.addoption(f"--mockstream-{name}", dest=f"mockstream_{name}", default=None, help=help_text)
+        parser.addini(f"mockstream_{name}", help_text, default=default)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "mockstream(**knobs): script the mock stream for this test (the knobs of a request's "
+        "\"mockstream\" object, e.g. content='Hi', chunk_bytes=1, fault={'kind': 'disconnect', 'at_token': 2})",
+    )
+
+
+def _setting(config: pytest.Config, name: str) -> str:
+    value = config.getoption(f"mockstream_{name}")
+    return value if value is not None else config.getini(f"mockstream_{name}")
+
+
+@pytest.fixture(scope="session")
+def mockstream_server(pytestconfig: pytest.Config) -> Iterator[MockServer]:
+    """The session's mock server (127.0.0.1, a free port); each xdist worker gets its own."""
+    from .scenario import load_scenarios
+    from .testing import MockServer
+
+    directory = _setting(pytestconfig, "scenarios")
+    scenarios = load_scenarios(directory) if directory else []
+    try:
+        speed, seed = float(_setting(pytestconfig, "speed")), int(_setting(pytestconfig, "seed"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"mockstream: bad --mockstream-speed/--mockstream-seed: {exc}") from None
+    server = MockServer(scenarios, speed=speed, seed=seed).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mockstream(mockstream_server: MockServer, request: pytest.FixtureRequest) -> Iterator[MockHandle]:
+    """This test's handle on the session server: `.base_url`, `.script(...)`, `.requests`, `.openai()`."""
+    from .testing import MockHandle
+
+    handle = MockHandle(mockstream_server)
+    handle.reset()
+    marker = request.node.get_closest_marker("mockstream")
+    if marker is not None:
+        if marker.args:
+            raise pytest.UsageError("@pytest.mark.mockstream takes knobs as keyword arguments only")
+        handle.script(**marker.kwargs)
+    yield handle
+    errors = handle.errors()
+    handle.reset()
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture(autouse=True)
+def _mockstream_marker(request: pytest.FixtureRequest) -> None:
+    """A test with the marker gets its script even when it only asks for `mockstream_server`."""
+    if request.node.get_closest_marker("mockstream") is not None and "mockstream" not in request.fixturenames:
+        request.getfixturevalue("mockstream")
