@@ -194,6 +194,11 @@ async def _run(app, options: dict[str, Any]) -> None:
     runner = web.AppRunner(
         app, handler_cancellation=True, access_log=None if not access else web.access_logger, shutdown_timeout=5.0
     )
+    # Signals are handled before the URL is printed: a supervisor may send SIGTERM as soon as it sees it.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     await runner.setup()
     site = web.TCPSite(runner, options["host"], options["port"])
     await site.start()
@@ -204,10 +209,6 @@ async def _run(app, options: dict[str, Any]) -> None:
         f"{len(app[SCENARIOS])} scenarios loaded)",
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:

@@ -179,17 +179,18 @@ def describe(fault: Fault) -> dict[str, Any]:
 Frame = tuple[float, Any, int]  # (due, bytes or a delivery Fault, HEAD/TOKEN/TAIL)
 
 
-def inject(frames: Iterator[Frame], fault: Fault, error_frame: Callable[[Fault], bytes]) -> Iterator[Frame]:
+def inject(frames: Iterator[Frame], fault: Fault, error_frame: Callable[[ErrorEvent, int], bytes]) -> Iterator[Frame]:
     """Let `fault` strike after `at_token` token frames (or before the first tail frame if the answer is
     shorter). Encode-layer faults rewrite the frames here; delivery faults travel on as a marker that the
-    transport acts on."""
+    transport acts on. `error_frame(fault, index)` spells the in-band error as the dialect does; `index` is
+    how many events came before it (the Responses API numbers its events)."""
     at = getattr(fault, "at_token", 0)
     seen = 0
-    for frame in frames:
+    for index, frame in enumerate(frames):
         due, data, kind = frame
         if (kind == TOKEN and seen == at) or kind == TAIL:
             if isinstance(fault, ErrorEvent):
-                yield due, error_frame(fault), TAIL
+                yield due, error_frame(fault, index), TAIL
                 return
             if isinstance(fault, Truncate):
                 return

@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -148,22 +149,12 @@ def _request_knobs(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- streaming ---
-def _headers(plan: Plan, content_type: str) -> dict[str, str]:
+def _headers(dialect: Any, plan: Plan, content_type: str) -> dict[str, str]:
     return {
         "Content-Type": content_type,
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",
-        "x-request-id": plan.request_id,
-        "openai-version": "2020-10-01",
-        "openai-organization": "mockstream",
-        "openai-project": "proj_mockstream",
-        "openai-processing-ms": str(round(plan.duration * 1000)),
-        "x-ratelimit-limit-requests": "10000",
-        "x-ratelimit-remaining-requests": "9999",
-        "x-ratelimit-reset-requests": "6ms",
-        "x-ratelimit-limit-tokens": "30000000",
-        "x-ratelimit-remaining-tokens": str(30_000_000 - plan.usage.total_tokens),
-        "x-ratelimit-reset-tokens": "0s",
+        **dialect.headers(plan),
         "x-mockstream-scenario": plan.scenario,
     }
 
@@ -246,7 +237,7 @@ class Exchange:
 
     def _http_error(self, fault: HttpError) -> web.Response:
         error = api_error(fault.status, self.plan.model, fault.message, fault.type, fault.code)
-        headers = {"x-request-id": self.plan.request_id, "x-mockstream-scenario": self.plan.scenario}
+        headers = {**self.dialect.headers(self.plan), "x-mockstream-scenario": self.plan.scenario}
         if fault.retry_after is not None:
             headers["Retry-After"] = f"{fault.retry_after:g}"
         if fault.retry_after_ms is not None:
@@ -288,11 +279,11 @@ class Exchange:
         body = json.dumps(self.dialect.complete(self.plan), ensure_ascii=False).encode()
         self.finish(fault.outcome if fault is not None and fault.layer != "encode" else "completed", 200)
         self.entry.bytes_sent = len(body)
-        return web.Response(body=body, headers=_headers(self.plan, "application/json"))
+        return web.Response(body=body, headers=_headers(self.dialect, self.plan, "application/json"))
 
     async def _stream(self) -> web.StreamResponse:
         plan = self.plan
-        response = web.StreamResponse(headers=_headers(plan, "text/event-stream; charset=utf-8"))
+        response = web.StreamResponse(headers=_headers(self.dialect, plan, "text/event-stream; charset=utf-8"))
         response.enable_chunked_encoding()
         await response.prepare(self.request)
         transport = self.request.transport
@@ -300,7 +291,7 @@ class Exchange:
             no_delay(transport)
         frames = self.dialect.encode(plan)
         if plan.fault is not None and plan.fault.layer != "http":
-            frames = inject(frames, plan.fault, self.dialect.error_frame)
+            frames = inject(frames, plan.fault, partial(self.dialect.error_frame, plan))
         gap = plan.delivery.chunk_gap if plan.delivery.chunk_bytes else 0.0
         self.stream = stream = Stream(response, transport, writes(frames, plan.delivery), self.start, gap)
         try:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from ..errors import RequestError
-from ..faults import Fault, Frame
+from ..faults import ErrorEvent, Frame
 from ..plan import Ask, Plan
 
 __all__ = ["Dialect", "Frame"]
@@ -24,8 +24,11 @@ class Dialect(Protocol):
     def encode(self, plan: Plan) -> Iterator[Frame]:
         """The streamed answer, lazily: one frame per SSE event: (due time, bytes, HEAD/TOKEN/TAIL)."""
 
-    def error_frame(self, fault: Fault) -> bytes:
-        """The in-band error event (`error_event` fault) in this API's spelling."""
+    def error_frame(self, plan: Plan, fault: ErrorEvent, index: int) -> bytes:
+        """The in-band error event (`error_event` fault) in this API's spelling, after `index` events."""
+
+    def headers(self, plan: Plan) -> dict[str, str]:
+        """The API's own response headers (request id, rate limits...)."""
 
     def complete(self, plan: Plan) -> dict[str, Any]:
         """The non-streamed answer object."""

@@ -12,10 +12,18 @@ from typing import Any
 
 from .. import sse
 from ..errors import RequestError
-from ..faults import HEAD, TAIL
+from ..faults import HEAD, TAIL, ErrorEvent
 from ..plan import Ask, Choice, Plan
 from . import Frame
-from .common import SERVER_ERROR, count_prompt_tokens, interleave, last_user_text, require, usage_object
+from .common import (
+    SERVER_ERROR,
+    count_prompt_tokens,
+    interleave,
+    last_user_text,
+    openai_headers,
+    require,
+    usage_object,
+)
 
 name = "chat"
 MAX_N = 128
@@ -109,7 +117,7 @@ def encode(plan: Plan) -> Iterator[Frame]:
     yield last, sse.DONE, TAIL
 
 
-def error_frame(fault: Any) -> bytes:
+def error_frame(plan: Plan, fault: ErrorEvent, index: int) -> bytes:
     """The in-band error the API sends once a 200 stream has started: openai-python raises APIError."""
     error = {
         "message": fault.message or SERVER_ERROR,
@@ -172,3 +180,6 @@ def _message(choice: Choice) -> dict[str, Any]:
 
 def error_body(error: RequestError) -> dict[str, Any]:
     return error.body()
+
+
+headers = openai_headers

@@ -127,3 +127,20 @@ def interleave(plan: Plan, slots: list[Iterator[bytes]], finish: Callable[[int],
             last = due
         live = still
     return last
+
+
+def openai_headers(plan: Plan) -> dict[str, str]:
+    """The headers the OpenAI API sends with every answer (SDKs expose x-request-id as `_request_id`)."""
+    return {
+        "x-request-id": plan.request_id,
+        "openai-version": "2020-10-01",
+        "openai-organization": "mockstream",
+        "openai-project": "proj_mockstream",
+        "openai-processing-ms": str(round(plan.duration * 1000)),
+        "x-ratelimit-limit-requests": "10000",
+        "x-ratelimit-remaining-requests": "9999",
+        "x-ratelimit-reset-requests": "6ms",
+        "x-ratelimit-limit-tokens": "30000000",
+        "x-ratelimit-remaining-tokens": str(30_000_000 - plan.usage.total_tokens),
+        "x-ratelimit-reset-tokens": "0s",
+    }
