@@ -15,8 +15,10 @@ from typing import Any, ClassVar
 
 from .checks import Invalid, closest, integer, number, optional, string, type_name
 
-# Frame kinds, so a fault can count tokens without knowing the dialect.
-HEAD, TOKEN, TAIL = 0, 1, 2
+# Frame kinds, so a fault can count tokens without knowing the dialect: a TOKEN carries one delta of the
+# answer; a TAIL ends it (finish chunk, usage, [DONE], response.completed); an EVENT is anything else
+# (role chunk, item and block boundaries).
+EVENT, TOKEN, TAIL = 0, 1, 2
 
 KINDS: dict[str, type[Fault]] = {}
 
@@ -176,7 +178,7 @@ def describe(fault: Fault) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- encode layer ---
-Frame = tuple[float, Any, int]  # (due, bytes or a delivery Fault, HEAD/TOKEN/TAIL)
+Frame = tuple[float, Any, int]  # (due, bytes or a delivery Fault, EVENT, TOKEN or TAIL)
 
 
 def inject(frames: Iterator[Frame], fault: Fault, error_frame: Callable[[ErrorEvent, int], bytes]) -> Iterator[Frame]:

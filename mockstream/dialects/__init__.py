@@ -22,7 +22,7 @@ class Dialect(Protocol):
         """Validate the request body (OpenAI-shaped 400 on bad input) and say what it asks for."""
 
     def encode(self, plan: Plan) -> Iterator[Frame]:
-        """The streamed answer, lazily: one frame per SSE event: (due time, bytes, HEAD/TOKEN/TAIL)."""
+        """The streamed answer, lazily: one frame per SSE event: (due time, bytes, EVENT, TOKEN or TAIL)."""
 
     def error_frame(self, plan: Plan, fault: ErrorEvent, index: int) -> bytes:
         """The in-band error event (`error_event` fault) in this API's spelling, after `index` events."""

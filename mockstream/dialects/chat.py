@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import sse
 from ..errors import RequestError
-from ..faults import HEAD, TAIL, ErrorEvent
+from ..faults import EVENT, TAIL, TOKEN, ErrorEvent
 from ..plan import Ask, Choice, Plan
 from . import Frame
 from .common import (
@@ -103,7 +103,7 @@ def encode(plan: Plan) -> Iterator[Frame]:
         if _opens_with_call(choice):
             role["tool_calls"] = [_call_head(choice, 0)]
         role["refusal"] = None
-        yield 0.0, prefix + _dumps(role) + open_tail, HEAD
+        yield 0.0, prefix + _dumps(role) + open_tail, EVENT
 
     def finish(i: int) -> bytes:
         reason = plan.choices[i].finish_reason.encode()
@@ -137,17 +137,17 @@ def _call_head(choice: Choice, i: int) -> dict[str, Any]:
     return {"index": i, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
 
 
-def _slots(choice: Choice, prefix: bytes, tail: bytes) -> Iterator[bytes]:
-    """One frame per time slot: content tokens, then each tool call's head and argument pieces."""
+def _slots(choice: Choice, prefix: bytes, tail: bytes) -> Iterator[tuple[bytes, int]]:
+    """One chunk per time slot: content tokens, then each tool call's head and argument pieces."""
     content = prefix + b'{"content":'
     for token in choice.tokens:
-        yield content + _dumps(token) + b"}" + tail
+        yield content + _dumps(token) + b"}" + tail, TOKEN
     for i, call in enumerate(choice.tool_calls):
         if i > 0 or choice.tokens:
-            yield prefix + _dumps({"tool_calls": [_call_head(choice, i)]}) + tail
+            yield prefix + _dumps({"tool_calls": [_call_head(choice, i)]}) + tail, TOKEN
         piece = prefix + b'{"tool_calls":[{"index":' + str(i).encode() + b',"function":{"arguments":'
         for fragment in call.fragments:
-            yield piece + _dumps(fragment) + b"}}]}" + tail
+            yield piece + _dumps(fragment) + b"}}]}" + tail, TOKEN
 
 
 def complete(plan: Plan) -> dict[str, Any]:

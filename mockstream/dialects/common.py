@@ -106,23 +106,28 @@ def usage_object(usage: Usage) -> dict[str, Any]:
     }
 
 
-def interleave(plan: Plan, slots: list[Iterator[bytes]], finish: Callable[[int], bytes]):
-    """Put every choice's token frames on the plan's clock: slot k of each choice is due at the k-th due time,
-    and a choice's finish frame follows its last token at once. Returns the last due time (for the frames
+def interleave(plan: Plan, slots: list[Iterator[tuple[bytes, int]]], finish: Callable[[int], bytes | None]):
+    """Put every choice's frames on the plan's clock. Each TOKEN frame takes the next due time (slot k of
+    every choice is due at the k-th due time); other frames follow the token before them at once, and a
+    choice's `finish` frame (if any) follows its last frame. Returns the last due time (for the frames
     that close the stream)."""
     times = plan.due_times()
     live = list(enumerate(slots))
-    due = last = 0.0
+    last = 0.0
     while live:
         due = next(times)
         still = []
         for i, frames in live:
-            frame = next(frames, None)
-            if frame is None:
-                yield last, finish(i), TAIL
+            for data, kind in frames:
+                if kind == TOKEN:
+                    yield due, data, TOKEN
+                    still.append((i, frames))
+                    break
+                yield last, data, kind
             else:
-                yield due, frame, TOKEN
-                still.append((i, frames))
+                closing = finish(i)
+                if closing is not None:
+                    yield last, closing, TAIL
         if still:
             last = due
         live = still
