@@ -85,6 +85,7 @@ API_ERRORS: dict[int, tuple[str, str | None, str]] = {
     502: ("server_error", None, "Bad gateway."),
     503: ("service_unavailable_error", "server_is_overloaded", "The server is overloaded or not ready yet."),
     504: ("server_error", None, "Gateway timeout."),
+    529: ("overloaded_error", None, "Overloaded"),
 }
 
 

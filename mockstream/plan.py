@@ -106,10 +106,10 @@ class Plan:
         return self.pacing.duration(slots)
 
 
-def request_seed(seed: int, body: Any) -> int:
-    """Same seed + same request body -> same 64-bit seed for everything random in the answer."""
+def request_seed(seed: int, body: Any, scenario: str = "") -> int:
+    """Same seed + same scenario + same request body -> same 64-bit seed for everything random in the answer."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    digest = hashlib.blake2b(f"{seed}\0{canonical}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}\0{scenario}\0{canonical}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 
 

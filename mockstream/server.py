@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .dialects import chat
+from .dialects import chat, completions, messages, responses
 from .errors import RequestError, api_error
 from .faults import Disconnect, Fault, HttpError, Reset, SlowHeaders, Stall, describe, inject
 from .journal import DEFAULT_SIZE, Entry, Journal
@@ -51,6 +51,12 @@ ROLLS = web.AppKey("rolls", random.Random)
 PACER = web.AppKey("pacer", Pacer)
 ERRORS = web.AppKey("errors", list)  # unexpected exceptions, kept for the test that caused them
 SESSION_HEADER = "X-Mockstream-Session"
+DIALECTS = {
+    "/v1/chat/completions": chat,
+    "/v1/completions": completions,
+    "/v1/responses": responses,
+    "/v1/messages": messages,
+}
 
 
 def create_app(
@@ -68,7 +74,8 @@ def create_app(
     from . import admin  # admin reads the keys above
 
     admin.add_routes(app)
-    app.router.add_post("/v1/chat/completions", _dialect_handler(chat))
+    for path, dialect in DIALECTS.items():
+        app.router.add_post(path, _dialect_handler(dialect))
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/v1/models/{model}", _model)
     app.router.add_get("/healthz", _health)
@@ -175,6 +182,9 @@ def _dialect_handler(dialect: Any):
         except RequestError as error:
             _close_entry(entry, error.status, "rejected", start, loop)
             return _error_response(error, dialect)
+        except web.HTTPException as exc:  # aiohttp refused the body (413): the middleware answers
+            _close_entry(entry, exc.status, "rejected", start, loop)
+            raise
         entry.scenario = scenario.name
         merged, position = resolve(scenario, knobs, entry.session, app[SEQUENCES])
         if position is not None:
@@ -183,7 +193,7 @@ def _dialect_handler(dialect: Any):
         plan = make_plan(
             merged,
             ask,
-            seed=request_seed(merged.get("seed", settings.seed), body),
+            seed=request_seed(merged.get("seed", settings.seed), body, scenario.name),
             speed=settings.speed,
             scenario=scenario.name,
             fault=_roll(app, merged.get("fault")),
@@ -194,7 +204,7 @@ def _dialect_handler(dialect: Any):
         try:
             return await exchange.answer()
         except asyncio.CancelledError:
-            exchange.finish("client_disconnected")
+            exchange.finish(exchange.cut_short())
             raise
 
     return handle
@@ -303,6 +313,14 @@ class Exchange:
             return response
         self.finish(plan.fault.outcome if plan.fault is not None else "completed")
         return response
+
+    def cut_short(self) -> str:
+        """Why a cancelled exchange ended: our own disconnect/reset fault closing the socket (aiohttp then
+        cancels the handler as if the client had left), or the client leaving."""
+        ended_by = self.stream.ended_by if self.stream is not None else None
+        if isinstance(ended_by, (Disconnect, Reset)):
+            return ended_by.outcome
+        return "client_disconnected"
 
     def finish(self, outcome: str, status: int | None = 200) -> None:
         """Journal how the exchange ended (once: the first ending wins)."""

@@ -1,0 +1,153 @@
+"""Legacy Completions: `text_completion` chunks (`choices[].text`) ending in `data: [DONE]`.
+
+Chat framing, a prompt instead of messages, and no tool calls: a scripted tool call is not spelled here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from .. import sse
+from ..content import count_tokens
+from ..errors import RequestError
+from ..faults import TAIL, TOKEN, ErrorEvent
+from ..plan import Ask, Choice, Plan
+from . import Frame
+from .common import SERVER_ERROR, interleave, openai_headers, require
+
+name = "completions"
+MAX_N = 128
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse(body: dict[str, Any]) -> Ask:
+    model = require(body, "model", str, missing="you must provide a model parameter")
+    prompt = body.get("prompt", "<|endoftext|>")
+    if isinstance(prompt, str):
+        prompts = [prompt]
+    elif isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
+        prompts = prompt
+    else:
+        raise RequestError(
+            400, "Invalid type for 'prompt': expected a string or an array of strings.", "prompt", "invalid_type"
+        )
+    stream = require(body, "stream", bool, default=False)
+    n = require(body, "n", int, default=1)
+    if not 1 <= n <= MAX_N:
+        raise RequestError(
+            400, f"Invalid value for 'n': must be between 1 and {MAX_N}, got {n}.", "n", "integer_out_of_range"
+        )
+    max_tokens = require(body, "max_tokens", int, default=None)
+    if max_tokens is not None and max_tokens < 1:
+        raise RequestError(
+            400,
+            f"Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got {max_tokens} instead.",
+            "max_tokens",
+            "integer_below_min_value",
+        )
+    options = require(body, "stream_options", dict, default=None)
+    if options is not None and not stream:
+        raise RequestError(
+            400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
+        )
+    include_usage = require(options or {}, "include_usage", bool, default=False, param="stream_options.include_usage")
+    return Ask(
+        model=model,
+        stream=stream,
+        prompt_tokens=sum(count_tokens(p) for p in prompts),
+        last_user=prompts[-1] if prompts else "",
+        n=n * len(prompts),
+        max_tokens=max_tokens,
+        include_usage=include_usage,
+    )
+
+
+def _head(plan: Plan) -> bytes:
+    return (
+        b'{"id":"cmpl-'
+        + plan.uid.encode()
+        + b'","object":"text_completion","created":'
+        + str(plan.created).encode()
+        + b',"model":'
+        + _dumps(plan.model)
+        + b',"system_fingerprint":"'
+        + plan.system_fingerprint.encode()
+        + b'",'
+    )
+
+
+def encode(plan: Plan) -> Iterator[Frame]:
+    head = b"data: " + _head(plan) + b'"choices":[{"text":'
+
+    def texts(choice: Choice) -> Iterator[tuple[bytes, int]]:
+        tail = b',"index":' + str(choice.index).encode() + b',"logprobs":null,"finish_reason":null}]}\n\n'
+        for token in choice.tokens:
+            yield head + _dumps(token) + tail, TOKEN
+
+    def finish(i: int) -> bytes:
+        reason = plan.choices[i].finish_reason
+        reason = "stop" if reason == "tool_calls" else reason
+        return (
+            head
+            + b'"","index":'
+            + str(i).encode()
+            + b',"logprobs":null,"finish_reason":"'
+            + reason.encode()
+            + b'"}]}\n\n'
+        )
+
+    last = yield from interleave(plan, [texts(c) for c in plan.choices], finish)
+    if plan.ask.include_usage:
+        yield last, sse.data(_head(plan) + b'"choices":[],"usage":' + _dumps(_usage(plan)) + b"}"), TAIL
+    yield last, sse.DONE, TAIL
+
+
+def _usage(plan: Plan) -> dict[str, int]:
+    tokens = sum(len(c.tokens) for c in plan.choices)
+    return {
+        "prompt_tokens": plan.usage.prompt_tokens,
+        "completion_tokens": tokens,
+        "total_tokens": plan.usage.prompt_tokens + tokens,
+    }
+
+
+def error_frame(plan: Plan, fault: ErrorEvent, index: int) -> bytes:
+    error = {
+        "message": fault.message or SERVER_ERROR,
+        "type": fault.type or "server_error",
+        "param": None,
+        "code": fault.code,
+    }
+    return sse.data(_dumps({"error": error}))
+
+
+def complete(plan: Plan) -> dict[str, Any]:
+    return {
+        "id": f"cmpl-{plan.uid}",
+        "object": "text_completion",
+        "created": plan.created,
+        "model": plan.model,
+        "system_fingerprint": plan.system_fingerprint,
+        "choices": [
+            {
+                "text": c.text,
+                "index": c.index,
+                "logprobs": None,
+                "finish_reason": "stop" if c.finish_reason == "tool_calls" else c.finish_reason,
+            }
+            for c in plan.choices
+        ],
+        "usage": _usage(plan),
+    }
+
+
+def error_body(error: RequestError) -> dict[str, Any]:
+    return error.body()
+
+
+headers = openai_headers

@@ -1,0 +1,239 @@
+"""The Responses API: typed `event:` frames numbered by `sequence_number`, ending in exactly one of
+`response.completed`, `response.incomplete` or `response.failed`.
+
+The answer is one output item per part: a `message` with one `output_text` part for the text, then one
+`function_call` item per tool call. Only the first choice is spelled (the API has no `n`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from .. import sse
+from ..content import count_tokens
+from ..errors import RequestError
+from ..faults import EVENT, TAIL, TOKEN, ErrorEvent
+from ..plan import Ask, Choice, Plan
+from . import Frame
+from .common import SERVER_ERROR, interleave, message_text, openai_headers, require
+
+name = "responses"
+INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse(body: dict[str, Any]) -> Ask:
+    model = require(body, "model", str, missing="you must provide a model parameter")
+    if "input" not in body:
+        raise RequestError(400, "Missing required parameter: 'input'.", "input", "missing_required_parameter")
+    items = body["input"]
+    if not isinstance(items, (str, list)):
+        raise RequestError(
+            400, "Invalid type for 'input': expected a string or an array of input items.", "input", "invalid_type"
+        )
+    stream = require(body, "stream", bool, default=False)
+    max_tokens = require(body, "max_output_tokens", int, default=None)
+    if max_tokens is not None and max_tokens < 16:
+        raise RequestError(
+            400,
+            f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, "
+            f"but got {max_tokens} instead.",
+            "max_output_tokens",
+            "integer_below_min_value",
+        )
+    instructions = require(body, "instructions", str, default="")
+    messages = [{"role": "user", "content": items}] if isinstance(items, str) else items
+    texts = [message_text(m.get("content")) for m in messages if isinstance(m, dict)]
+    last_user = next(
+        (
+            message_text(m.get("content"))
+            for m in reversed(messages)
+            if isinstance(m, dict) and m.get("role", "user") == "user"
+        ),
+        "",
+    )
+    prompt = count_tokens(instructions) + sum(count_tokens(t) + 4 for t in texts)
+    return Ask(model=model, stream=stream, prompt_tokens=prompt, last_user=last_user, max_tokens=max_tokens)
+
+
+class _Spelling:
+    """Ids, item objects and the response snapshot of one plan, shared by stream and non-stream."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.choice: Choice = plan.choices[0]
+        self.message_id = f"msg_{plan.uid}"
+        self.call_ids = [f"fc_{call.id.removeprefix('call_')}{i}" for i, call in enumerate(self.choice.tool_calls)]
+
+    @property
+    def ended(self) -> str:
+        return "incomplete" if self.choice.finish_reason in INCOMPLETE else "completed"
+
+    def message(self, status: str, text: str | None) -> dict[str, Any]:
+        content = [] if text is None else [self.part(text)]
+        return {"id": self.message_id, "type": "message", "status": status, "role": "assistant", "content": content}
+
+    @staticmethod
+    def part(text: str) -> dict[str, Any]:
+        return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+    def call(self, i: int, status: str, arguments: str) -> dict[str, Any]:
+        call = self.choice.tool_calls[i]
+        return {
+            "id": self.call_ids[i],
+            "type": "function_call",
+            "status": status,
+            "call_id": call.id,
+            "name": call.name,
+            "arguments": arguments,
+        }
+
+    def output(self, status: str) -> list[dict[str, Any]]:
+        items = [self.message(status, self.choice.text)] if self.choice.tokens else []
+        items += [self.call(i, status, c.arguments) for i, c in enumerate(self.choice.tool_calls)]
+        return items
+
+    def response(self, status: str, output: list, usage: dict | None = None, error: dict | None = None) -> dict:
+        plan = self.plan
+        reason = INCOMPLETE.get(self.choice.finish_reason) if status == "incomplete" else None
+        return {
+            "id": f"resp_{plan.uid}",
+            "object": "response",
+            "created_at": plan.created,
+            "status": status,
+            "background": False,
+            "error": error,
+            "incomplete_details": {"reason": reason} if reason else None,
+            "instructions": None,
+            "max_output_tokens": plan.ask.max_tokens,
+            "model": plan.model,
+            "output": output,
+            "parallel_tool_calls": True,
+            "previous_response_id": None,
+            "reasoning": {"effort": None, "summary": None},
+            "service_tier": "default",
+            "store": True,
+            "temperature": 1.0,
+            "text": {"format": {"type": "text"}},
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": 1.0,
+            "truncation": "disabled",
+            "usage": usage,
+            "user": None,
+            "metadata": {},
+        }
+
+    def usage(self) -> dict[str, Any]:
+        usage = self.plan.usage
+        return {
+            "input_tokens": usage.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": usage.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": usage.total_tokens,
+        }
+
+
+def _event(kind: str, seq: int, fields: dict[str, Any]) -> bytes:
+    return sse.event(kind, _dumps({"type": kind, "sequence_number": seq, **fields}))
+
+
+def encode(plan: Plan) -> Iterator[Frame]:
+    spelling = _Spelling(plan)
+    seq = itertools.count()
+    yield 0.0, _event("response.created", next(seq), {"response": spelling.response("in_progress", [])}), EVENT
+    yield 0.0, _event("response.in_progress", next(seq), {"response": spelling.response("in_progress", [])}), EVENT
+    last = yield from interleave(plan, [_items(spelling, seq)], lambda i: None)
+    ended = spelling.ended
+    final = spelling.response(ended, spelling.output(ended), spelling.usage())
+    yield last, _event(f"response.{ended}", next(seq), {"response": final}), TAIL
+
+
+def _items(spelling: _Spelling, seq: Iterator[int]) -> Iterator[tuple[bytes, int]]:
+    """The output items in stream order: the message (text deltas), then each function call."""
+    choice = spelling.choice
+    ended = spelling.ended
+    index = 0
+    if choice.tokens:
+        ids = {"item_id": spelling.message_id, "output_index": 0, "content_index": 0}
+        yield (
+            _event(
+                "response.output_item.added",
+                next(seq),
+                {"output_index": 0, "item": spelling.message("in_progress", None)},
+            ),
+            EVENT,
+        )
+        yield _event("response.content_part.added", next(seq), {**ids, "part": spelling.part("")}), EVENT
+        head = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
+        tail = b',"item_id":"' + spelling.message_id.encode() + b'","output_index":0,"content_index":0,"delta":'
+        for token in choice.tokens:
+            yield head + str(next(seq)).encode() + tail + _dumps(token) + b',"logprobs":[]}\n\n', TOKEN
+        text = choice.text
+        yield _event("response.output_text.done", next(seq), {**ids, "text": text, "logprobs": []}), EVENT
+        yield _event("response.content_part.done", next(seq), {**ids, "part": spelling.part(text)}), EVENT
+        yield (
+            _event("response.output_item.done", next(seq), {"output_index": 0, "item": spelling.message(ended, text)}),
+            EVENT,
+        )
+        index = 1
+    for i, call in enumerate(choice.tool_calls):
+        at = {"item_id": spelling.call_ids[i], "output_index": index + i}
+        yield (
+            _event(
+                "response.output_item.added",
+                next(seq),
+                {"output_index": index + i, "item": spelling.call(i, "in_progress", "")},
+            ),
+            EVENT,
+        )
+        for fragment in call.fragments:
+            yield _event("response.function_call_arguments.delta", next(seq), {**at, "delta": fragment}), TOKEN
+        yield (
+            _event(
+                "response.function_call_arguments.done",
+                next(seq),
+                {**at, "name": call.name, "arguments": call.arguments},
+            ),
+            EVENT,
+        )
+        yield (
+            _event(
+                "response.output_item.done",
+                next(seq),
+                {"output_index": index + i, "item": spelling.call(i, ended, call.arguments)},
+            ),
+            EVENT,
+        )
+
+
+def error_frame(plan: Plan, fault: ErrorEvent, index: int) -> bytes:
+    """An `error` event, then `response.failed`: the stream's one terminal event."""
+    message = fault.message or SERVER_ERROR
+    code = fault.code or "server_error"
+    spelling = _Spelling(plan)
+    error = _event("error", index, {"code": code, "message": message, "param": None})
+    failed = spelling.response("failed", [], error={"code": code, "message": message})
+    return error + _event("response.failed", index + 1, {"response": failed})
+
+
+def complete(plan: Plan) -> dict[str, Any]:
+    spelling = _Spelling(plan)
+    ended = spelling.ended
+    response = spelling.response(ended, spelling.output(ended), spelling.usage())
+    response["output_text"] = spelling.choice.text
+    return response
+
+
+def error_body(error: RequestError) -> dict[str, Any]:
+    return error.body()
+
+
+headers = openai_headers
