@@ -110,6 +110,26 @@ def test_another_request_gets_other_ids(server):
     assert identity(raw_a)["id"] != identity(raw_b)["id"]
 
 
+def test_the_scenario_is_part_of_the_seed(make_server):
+    # design: randomness is seeded from (server seed, scenario, request); two different answers to the same
+    # body must not share an id
+    from mockstream.scenario import Scenario
+
+    srv = make_server([Scenario.from_dict({"name": "a", "content": "A"}),
+                       Scenario.from_dict({"name": "b", "content": "B"})], seed=0, speed=0)
+    body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    with plain_http() as client:
+        ids = {}
+        for name in ("a", "b"):
+            response = client.post(f"{srv.base_url}/chat/completions", json=body,
+                                   headers={"X-Mockstream-Scenario": name})
+            assert response.status_code == 200
+            ids[name] = (response.headers["x-request-id"], identity(response.content)["id"])
+            assert text_of(response.content) == name.upper()
+    assert ids["a"][0] != ids["b"][0]
+    assert ids["a"][1] != ids["b"][1]
+
+
 def test_random_tokens_same_seed_same_text(make_server):
     a, b = make_server(seed=11, speed=0), make_server(seed=11, speed=0)
     body = body_for({"random_tokens": 40})
