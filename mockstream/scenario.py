@@ -54,9 +54,11 @@ def _tool_calls(value: Any, path: str) -> tuple[dict, ...]:
         arguments = call.get("arguments", {})
         if isinstance(arguments, str):
             try:
-                json.loads(arguments)
+                parsed = json.loads(arguments)
             except ValueError as exc:
                 raise Invalid(f"{where}.arguments", f"not valid JSON text: {exc}") from None
+            if not isinstance(parsed, dict):
+                raise Invalid(f"{where}.arguments", "function arguments must be a JSON object")
         elif isinstance(arguments, dict):
             arguments = json.dumps(arguments, ensure_ascii=False)
         else:

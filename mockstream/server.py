@@ -193,7 +193,7 @@ def _dialect_handler(dialect: Any):
         plan = make_plan(
             merged,
             ask,
-            seed=request_seed(merged.get("seed", settings.seed), body, scenario.name),
+            seed=request_seed(merged.get("seed", settings.seed), body, f"{scenario.name}\0{position}"),
             speed=settings.speed,
             scenario=scenario.name,
             fault=_roll(app, merged.get("fault")),
