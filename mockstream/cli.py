@@ -47,6 +47,24 @@ def _positive(value: int) -> int:
     return value
 
 
+def _route(text: str) -> tuple[str, str]:
+    from .server import DIALECT_NAMES
+
+    path, _, dialect = text.partition("=")
+    if not path.startswith("/") or dialect not in DIALECT_NAMES:
+        raise ValueError(
+            f"expected PATH=DIALECT with PATH starting with / and DIALECT one of "
+            f"{', '.join(DIALECT_NAMES)}, got {text!r}"
+        )
+    return path, dialect
+
+
+def _directory(text: str) -> str:
+    if not os.path.isdir(text):
+        raise ValueError(f"not a directory: {text}")
+    return text
+
+
 def _level(text: str) -> str:
     if text.lower() not in LOG_LEVELS:
         raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
@@ -59,6 +77,7 @@ class Flag:
     parse: Callable[[str], Any]
     default: Any
     help: str
+    many: bool = False  # repeatable on the command line; comma-separated in the environment variable
 
     @property
     def env(self) -> str:
@@ -73,6 +92,16 @@ SERVE_FLAGS = (
     Flag("speed", _speed, 1.0, "divide every pacing delay by this; 0 streams with no delay at all"),
     Flag("journal-size", lambda text: _positive(int(text)), 1000, "how many requests the journal keeps"),
     Flag("log-level", _level, "info", f"one of {', '.join(LOG_LEVELS)}; debug also logs every request"),
+    Flag("cors-origin", str, ["*"], "an origin browsers may call from (repeat for several)", many=True),
+    Flag(
+        "route",
+        _route,
+        [],
+        "PATH=DIALECT: also serve a dialect (chat, completions, responses, messages) "
+        "at PATH, e.g. /api/chat=chat (repeat for several)",
+        many=True,
+    ),
+    Flag("static", _directory, None, "serve this folder at / (your app's page, same origin as the mock)"),
 )
 
 
@@ -88,7 +117,10 @@ def _env_defaults(flags: Sequence[Flag], environ: dict[str, str]) -> dict[str, A
             values[flag.name.replace("-", "_")] = flag.default
             continue
         try:
-            values[flag.name.replace("-", "_")] = flag.parse(raw)
+            if flag.many:
+                values[flag.name.replace("-", "_")] = [flag.parse(item.strip()) for item in raw.split(",") if item]
+            else:
+                values[flag.name.replace("-", "_")] = flag.parse(raw)
         except ValueError as exc:
             raise UsageError(f"{flag.env}={raw!r}: {exc}") from None
     return values
@@ -112,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
             f"--{flag.name}",
             type=_argparse_type(flag),
             default=argparse.SUPPRESS,
+            action="append" if flag.many else "store",
             help=f"{flag.help} (env {flag.env}; default: {flag.default})",
         )
     validate = commands.add_parser("validate", help="check scenario files and report every problem")
@@ -165,7 +198,15 @@ def _serve(options: dict[str, Any]) -> int:
 
     logging.basicConfig(level=options["log_level"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     scenarios = load_scenarios(options["scenarios"]) if options["scenarios"] else []
-    app = create_app(scenarios, seed=options["seed"], speed=options["speed"], journal_size=options["journal_size"])
+    app = create_app(
+        scenarios,
+        seed=options["seed"],
+        speed=options["speed"],
+        journal_size=options["journal_size"],
+        cors_origins=options["cors_origin"],
+        routes=dict(options["route"]),
+        static=options["static"],
+    )
     try:
         import uvloop
     except ImportError:

@@ -94,6 +94,7 @@ class Plan:
     delivery: Delivery
     seed: int
     fault: Fault | None = None  # the fault that strikes this answer (its probability already rolled)
+    done: bool = True  # Chat and Completions end with `data: [DONE]`
 
     def due_times(self) -> Iterator[float]:
         """Offsets (s) at which successive tokens are due; the same for every run of this plan."""
@@ -144,6 +145,7 @@ def make_plan(
         delivery,
         rng.getrandbits(64),
         fault,
+        knobs.get("done", True),
     )
 
 

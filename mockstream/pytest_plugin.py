@@ -82,7 +82,24 @@ def mockstream(mockstream_server: MockServer, request: pytest.FixtureRequest) ->
 
 
 @pytest.fixture(autouse=True)
-def _mockstream_marker(request: pytest.FixtureRequest) -> None:
-    """A test with the marker gets its script even when it only asks for `mockstream_server`."""
-    if request.node.get_closest_marker("mockstream") is not None and "mockstream" not in request.fixturenames:
+def _mockstream_marker(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test with the marker gets its script even when it only asks for `mockstream_server`; a test that
+    only asks for the server still has the server's errors raised at its teardown, like `mockstream` does."""
+    if "mockstream" in request.fixturenames:
+        yield
+        return
+    if request.node.get_closest_marker("mockstream") is not None:
         request.getfixturevalue("mockstream")
+        yield
+        return
+    if "mockstream_server" not in request.fixturenames:
+        yield
+        return
+    from .testing import MockHandle
+
+    handle = MockHandle(request.getfixturevalue("mockstream_server"))
+    handle.errors()  # what an earlier test left behind is not this test's doing
+    yield
+    errors = handle.errors()
+    if errors:
+        raise errors[0]

@@ -97,6 +97,7 @@ KNOBS: dict[str, Knob] = {
     "chunk_bytes": Knob(integer(1), "cut the body into writes of at most N bytes"),
     "chunk_gap_ms": Knob(number(0, 60_000), "pause between the writes of chunk_bytes (default 1 ms)"),
     "events_per_write": Knob(integer(1), "coalesce N SSE events into one write"),
+    "done": Knob(boolean, "end Chat and Completions streams with `data: [DONE]` (default true)"),
     "seed": Knob(integer(0, 2**63 - 1), "per-request seed"),
     "fault": Knob(faults.parse, "make the stream fail: {kind, ...fields, probability} (see Faults)"),
     "sequence": Knob(lambda value, path: value, "successive calls get successive entries (knob objects)"),

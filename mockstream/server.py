@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -51,6 +51,7 @@ ROLLS = web.AppKey("rolls", random.Random)
 PACER = web.AppKey("pacer", Pacer)
 ERRORS = web.AppKey("errors", list)  # unexpected exceptions, kept for the test that caused them
 SESSION_HEADER = "X-Mockstream-Session"
+DIALECT_NAMES = {"chat": chat, "completions": completions, "responses": responses, "messages": messages}
 DIALECTS = {
     "/v1/chat/completions": chat,
     "/v1/completions": completions,
@@ -60,9 +61,19 @@ DIALECTS = {
 
 
 def create_app(
-    scenarios: Iterable[Scenario] = (), *, seed: int = 0, speed: float = 1.0, journal_size: int = DEFAULT_SIZE
+    scenarios: Iterable[Scenario] = (),
+    *,
+    seed: int = 0,
+    speed: float = 1.0,
+    journal_size: int = DEFAULT_SIZE,
+    cors_origins: Iterable[str] = ("*",),
+    routes: Mapping[str, str] | None = None,
+    static: str | None = None,
 ) -> web.Application:
-    """A ready mock server application; run it with aiohttp's runners or `aiohttp_client`."""
+    """A ready mock server application; run it with aiohttp's runners or `aiohttp_client`.
+
+    `routes` mounts dialects at more paths (`{"/api/chat": "chat"}`); `static` serves a folder at `/`
+    (otherwise `/` is the demo page); `cors_origins` are the origins browsers may call from."""
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     app[SETTINGS] = Settings(seed=seed, speed=speed)
     app[SCENARIOS] = Scenarios(scenarios)
@@ -79,6 +90,10 @@ def create_app(
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/v1/models/{model}", _model)
     app.router.add_get("/healthz", _health)
+    from . import web as browsers
+
+    browsers.add_routes(app, routes or {}, static)
+    browsers.allow_cors(app, cors_origins)
     return app
 
 
@@ -166,15 +181,20 @@ def _headers(dialect: Any, plan: Plan, content_type: str) -> dict[str, str]:
     }
 
 
-def _dialect_handler(dialect: Any):
+def _dialect_handler(dialect: Any, read_body: Callable[[web.Request], Awaitable[dict[str, Any]]] | None = None):
+    """The handler of one dialect's route; `read_body` turns the request into the API body (default: JSON)."""
+    read_body = read_body or _read_json
+
     async def handle(request: web.Request) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         start = loop.time()
         app = request.app
         entry = app[JOURNAL].open(request.method, request.path, request.headers)
         entry.session = request.headers.get(SESSION_HEADER)
+        if "Last-Event-ID" in request.headers:
+            entry.extra["last_event_id"] = request.headers["Last-Event-ID"]
         try:
-            body = await _read_json(request)
+            body = await read_body(request)
             entry.body = body
             ask = dialect.parse(body)
             knobs = _request_knobs(body)

@@ -114,7 +114,8 @@ def encode(plan: Plan) -> Iterator[Frame]:
     if plan.ask.include_usage:
         chunk = head[: -len(b'"choices":[{"index":')].replace(b'"usage":null,', b"")
         yield last, sse.data(chunk + b'"choices":[],"usage":' + _dumps(usage_object(plan.usage)) + b"}"), TAIL
-    yield last, sse.DONE, TAIL
+    if plan.done:
+        yield last, sse.DONE, TAIL
 
 
 def error_frame(plan: Plan, fault: ErrorEvent, index: int) -> bytes:

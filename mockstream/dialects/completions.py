@@ -104,7 +104,8 @@ def encode(plan: Plan) -> Iterator[Frame]:
     last = yield from interleave(plan, [texts(c) for c in plan.choices], finish)
     if plan.ask.include_usage:
         yield last, sse.data(_head(plan) + b'"choices":[],"usage":' + _dumps(_usage(plan)) + b"}"), TAIL
-    yield last, sse.DONE, TAIL
+    if plan.done:
+        yield last, sse.DONE, TAIL
 
 
 def _usage(plan: Plan) -> dict[str, int]:
