@@ -1,0 +1,365 @@
+"""Delivery, seen from a real socket: write cutting, grouping, pacing on deadlines, clients that leave.
+
+The raw reader below sends a hand-written HTTP/1.1 request on a plain socket and records every `recv()`
+with its time, then undoes the chunked transfer encoding itself, so each body byte is known by the read
+that brought it and each HTTP chunk is one write of the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import json
+import socket
+import statistics
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+
+from mockstream import Scenario
+from mockstream.server import PACER
+from mockstream.testing import MockServer
+
+# ---------------------------------------------------------------- a raw HTTP/1.1 reader ---
+
+
+def request_bytes(port: int, knobs: dict, *, headers: dict[str, str] | None = None, **body_fields) -> bytes:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True, **body_fields}
+    if knobs:
+        body["mockstream"] = knobs
+    payload = json.dumps(body).encode()
+    lines = [
+        "POST /v1/chat/completions HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+        "Connection: close",
+        *(f"{name}: {value}" for name, value in (headers or {}).items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+@dataclass
+class Raw:
+    status: int
+    headers: dict[str, str]
+    reads: list[tuple[float, bytes]]  # (seconds since the request was sent, bytes) for each recv()
+    chunks: list[bytes]  # the HTTP chunks: one per write of the server
+    body: bytes  # the de-chunked body
+    body_read: list[int]  # for each body byte, the index of the recv() that brought it
+    complete: bool  # the terminating zero-size chunk arrived
+
+    def body_per_read(self) -> list[int]:
+        """How many body bytes each read carried (reads with framing only are left out)."""
+        return [len(list(group)) for _, group in itertools.groupby(self.body_read)]
+
+    def frames(self) -> list[tuple[float, dict | str]]:
+        """Each SSE frame with the time its last byte arrived; `[DONE]` as the string."""
+        out = []
+        start = 0
+        while (end := self.body.find(b"\n\n", start)) >= 0:
+            frame = self.body[start:end]
+            assert frame.startswith(b"data: "), frame
+            data = frame[len(b"data: "):].decode()
+            out.append((self.reads[self.body_read[end + 1]][0], data if data == "[DONE]" else json.loads(data)))
+            start = end + 2
+        assert start == len(self.body), self.body[start:]
+        return out
+
+    def content_times(self) -> list[float]:
+        return [t for t, f in self.frames() if isinstance(f, dict) and f["choices"] and
+                f["choices"][0]["delta"].get("content")]
+
+    def text(self) -> str:
+        return "".join(f["choices"][0]["delta"].get("content") or "" for _, f in self.frames()
+                       if isinstance(f, dict) and f["choices"])
+
+
+def parse_response(reads: list[tuple[float, bytes]]) -> Raw:
+    raw = b"".join(data for _, data in reads)
+    ends = list(itertools.accumulate(len(data) for _, data in reads))
+    head_end = raw.index(b"\r\n\r\n")
+    status_line, *header_lines = raw[:head_end].decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, value = line.split(":", 1)
+        headers[name.strip().lower()] = value.strip()
+    assert headers.get("transfer-encoding") == "chunked", headers
+    pos = head_end + 4
+    chunks: list[bytes] = []
+    body_read: list[int] = []
+    complete = False
+    while (eol := raw.find(b"\r\n", pos)) >= 0:
+        size = int(raw[pos:eol].split(b";")[0], 16)
+        start = eol + 2
+        if size == 0:
+            complete = raw[start:start + 2] == b"\r\n"
+            break
+        if start + size + 2 > len(raw):
+            break
+        assert raw[start + size:start + size + 2] == b"\r\n"
+        chunks.append(raw[start:start + size])
+        body_read.extend(bisect.bisect_right(ends, offset) for offset in range(start, start + size))
+        pos = start + size + 2
+    return Raw(int(status_line.split()[1]), headers, reads, chunks, b"".join(chunks), body_read, complete)
+
+
+def raw_stream(port: int, knobs: dict, *, headers: dict[str, str] | None = None, timeout: float = 20,
+               **body_fields) -> Raw:
+    """POST on a plain socket and record every recv() until the server closes."""
+    request = request_bytes(port, knobs, headers=headers, **body_fields)
+    reads = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sent = time.monotonic()
+        sock.sendall(request)
+        while data := sock.recv(65536):
+            reads.append((time.monotonic() - sent, data))
+    response = parse_response(reads)
+    assert response.status == 200, response.body
+    assert response.complete, "the response did not end with the zero-size chunk"
+    return response
+
+
+# ---------------------------------------------------------------- helpers on the server's loop ---
+def on_loop(server: MockServer, fn):
+    """Run `fn()` on the server's own event loop and return its result."""
+
+    async def call():
+        return fn()
+
+    return asyncio.run_coroutine_threadsafe(call(), server._loop).result(5)
+
+
+def open_tasks(server: MockServer) -> int:
+    return on_loop(server, lambda: len(asyncio.all_tasks()) - 1)  # not counting the probe itself
+
+
+def wait_until(condition, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+# ---------------------------------------------------------------- chunk_bytes ---
+def test_one_byte_writes_split_utf8_characters_across_reads(server):
+    text = "你好é😀"
+    response = raw_stream(server.port, {"tokens": [text], "chunk_bytes": 1}, model="m")
+    assert response.text() == text
+    assert all(len(chunk) == 1 for chunk in response.chunks)
+    body = response.body
+    split = total = 0
+    start = 0
+    for char in text:
+        encoded = char.encode()
+        if len(encoded) == 1:
+            continue
+        at = body.index(encoded, start)
+        start = at + len(encoded)
+        total += 1
+        reads_of_char = set(response.body_read[at:at + len(encoded)])
+        split += len(reads_of_char) > 1
+    assert total == 4
+    assert split >= 2, f"only {split} of {total} multi-byte characters arrived split across reads"
+    per_read = response.body_per_read()
+    assert statistics.median(per_read) == 1, per_read
+
+
+def test_chunk_bytes_caps_every_write_and_read(server):
+    text = "Streaming 你好, world!"
+    response = raw_stream(server.port, {"content": text, "chunk_bytes": 3}, model="m")
+    assert response.text() == text
+    sizes = [len(chunk) for chunk in response.chunks]
+    assert max(sizes) == 3 and all(sizes), sizes
+    per_read = response.body_per_read()
+    small = sum(n <= 3 for n in per_read)
+    assert small >= 0.8 * len(per_read), f"reads carried {per_read}: the writes were merged before the reader"
+
+
+def test_chunk_bytes_never_changes_the_body(make_server):
+    # two servers with the same seed and a scenario of the same name, one cutting its writes: the request
+    # is byte-identical, so everything in the answer (ids and created included) must be too
+    knobs = {"name": "hello", "content": "Hello 你好 world!", "ttft_ms": 30, "itl_ms": 5}
+    plain_server = make_server([Scenario.from_dict(knobs)], speed=1, seed=3)
+    cut_server = make_server([Scenario.from_dict({**knobs, "chunk_bytes": 7})], speed=1, seed=3)
+    plain = raw_stream(plain_server.port, {}, headers={"X-Mockstream-Scenario": "hello"})
+    cut = raw_stream(cut_server.port, {}, headers={"X-Mockstream-Scenario": "hello"})
+    assert len(plain.chunks) == len(plain.frames())  # one write per event
+    assert len(cut.chunks) > len(plain.chunks)
+    assert max(len(chunk) for chunk in cut.chunks) == 7
+    assert cut.body == plain.body
+
+
+# ---------------------------------------------------------------- events_per_write ---
+def test_events_per_write_groups_frames_into_one_write(server):
+    tokens = [f"t{i} " for i in range(10)]
+    response = raw_stream(server.port, {"tokens": tokens, "events_per_write": 4})
+    assert response.text() == "".join(tokens)
+    events = [chunk.count(b"\n\n") for chunk in response.chunks]
+    total = len(response.frames())  # role + 10 tokens + finish + [DONE]
+    assert total == 13
+    assert events == [4, 4, 4, 1], events
+    assert all(chunk.endswith(b"\n\n") for chunk in response.chunks)
+
+
+def test_without_events_per_write_each_frame_is_its_own_write(server):
+    response = raw_stream(server.port, {"tokens": ["a", "b", "c"]})
+    assert [chunk.count(b"\n\n") for chunk in response.chunks] == [1] * 6
+
+
+def test_grouped_frames_arrive_together_at_the_last_ones_deadline(make_server):
+    srv = make_server(speed=1)
+    response = raw_stream(srv.port, {"tokens": [str(i) for i in range(8)], "ttft_ms": 0, "itl_ms": 60,
+                                     "events_per_write": 4})
+    times = response.content_times()
+    assert len(times) == 8
+    # tokens 0-2 ride with the role chunk, due with token 2 (120 ms); tokens 3-6 with token 6 (360 ms)
+    assert max(times[:3]) - min(times[:3]) < 0.03, times
+    assert max(times[3:7]) - min(times[3:7]) < 0.03, times
+    assert 0.09 <= times[0] <= 0.25, times
+    assert 0.30 <= times[3] <= 0.50, times
+
+
+# ---------------------------------------------------------------- pacing ---
+TOKENS_50 = [f" w{i}" for i in range(50)]
+
+
+def test_tokens_arrive_on_absolute_deadlines(make_server):
+    srv = make_server(speed=1)
+    response = raw_stream(srv.port, {"tokens": TOKENS_50, "ttft_ms": 200, "itl_ms": 20})
+    times = response.content_times()
+    assert len(times) == 50
+    assert 0.2 - 0.03 <= times[0] <= 0.2 + 0.12, times[0]
+    assert abs(times[-1] - (0.2 + 49 * 0.02)) <= 0.12, times[-1]
+    for k, t in enumerate(times):
+        assert abs(t - (0.2 + k * 0.02)) <= 0.12, (k, t)
+    assert response.frames()[0][0] < 0.1, "the role chunk is due at once"
+
+
+def test_lateness_does_not_accumulate(make_server):
+    # 500 gaps of 2 ms: sleeping per gap would add its overshoot 500 times; deadlines do not
+    srv = make_server(speed=1)
+    response = raw_stream(srv.port, {"tokens": ["x"] * 501, "ttft_ms": 0, "itl_ms": 2})
+    times = response.content_times()
+    assert len(times) == 501
+    late = [t - k * 0.002 for k, t in enumerate(times)]
+    early, final = statistics.median(late[:50]), statistics.median(late[-50:])
+    assert final - early < 0.04, f"lateness grew from {early * 1000:.1f} ms to {final * 1000:.1f} ms"
+    assert times[-1] >= 1.0 - 0.005, "tokens were sent before their deadline"
+
+
+def test_speed_two_halves_every_delay(make_server):
+    srv = make_server(speed=2)
+    response = raw_stream(srv.port, {"tokens": TOKENS_50, "ttft_ms": 200, "itl_ms": 20})
+    times = response.content_times()
+    assert abs(times[0] - 0.1) <= 0.08, times[0]
+    assert abs(times[-1] - (0.2 + 49 * 0.02) / 2) <= 0.12, times[-1]
+
+
+def test_speed_zero_removes_every_delay(server):
+    started = time.monotonic()
+    response = raw_stream(server.port, {"tokens": TOKENS_50, "ttft_ms": 5000, "itl_ms": 1000, "jitter_ms": 500})
+    assert time.monotonic() - started < 1.0
+    assert len(response.content_times()) == 50
+
+
+def _gaps(port: int, knobs: dict) -> list[float]:
+    times = raw_stream(port, knobs).content_times()
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+def test_jitter_is_the_same_for_the_same_seed(make_server):
+    srv = make_server(speed=1, seed=5)
+    knobs = {"tokens": [f"{i} " for i in range(16)], "ttft_ms": 0, "itl_ms": 40, "jitter_ms": 30}
+
+    async def run_all():
+        jobs = [asyncio.to_thread(_gaps, srv.port, {**knobs, "seed": seed}) for seed in (1, 1, 2)]
+        return await asyncio.gather(*jobs)
+
+    first, again, other = asyncio.run(run_all())
+    same = statistics.median(abs(a - b) for a, b in zip(first, again))
+    different = statistics.median(abs(a - b) for a, b in zip(first, other))
+    assert same < 0.006, (first, again)
+    assert different > same + 0.008, (first, other)
+    assert statistics.pstdev(first) > 0.008, f"no jitter to speak of: {first}"
+
+
+# ---------------------------------------------------------------- clients that leave ---
+@pytest.mark.parametrize("ttft_ms", [0, 30_000], ids=["mid-stream", "before-the-first-token"])
+def test_a_client_that_leaves_frees_its_stream(make_server, ttft_ms):
+    srv = make_server(speed=1)
+    pacer = srv.app[PACER]
+    idle = open_tasks(srv)
+    request = request_bytes(srv.port, {"tokens": ["tok "] * 400, "ttft_ms": ttft_ms, "itl_ms": 50})
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        frames = 3 if ttft_ms == 0 else 1  # a few tokens, or only the role chunk
+        while received.count(b"data: ") < frames:
+            data = sock.recv(65536)
+            assert data, "the server closed the stream early"
+            received += data
+        assert wait_until(lambda: len(pacer) == 1)
+        assert open_tasks(srv) > idle
+    assert wait_until(lambda: len(pacer) == 0), "the stream is still in the pacer"
+    assert wait_until(lambda: open_tasks(srv) == idle), (
+        f"{open_tasks(srv) - idle} task(s) left behind: {on_loop(srv, lambda: asyncio.all_tasks())}")
+
+
+def test_the_server_keeps_serving_after_clients_leave(make_server):
+    srv = make_server(speed=1)
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+            sock.sendall(request_bytes(srv.port, {"tokens": ["a"] * 100, "itl_ms": 20}))
+            assert sock.recv(65536)
+    response = raw_stream(srv.port, {"content": "still here", "itl_ms": 5})
+    assert response.text() == "still here"
+    assert wait_until(lambda: len(srv.app[PACER]) == 0)
+
+
+# ---------------------------------------------------------------- many streams at once ---
+async def test_200_concurrent_paced_streams_complete(make_server):
+    srv = make_server(speed=1)
+    count, itl = 200, 0.02
+
+    async def one(session: aiohttp.ClientSession, i: int) -> tuple[str, str, float]:
+        text = f"Stream {i} says hello, 你好, number {i * 7}."
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                "mockstream": {"content": text, "ttft_ms": 100, "itl_ms": itl * 1000}}
+        started = time.monotonic()
+        parts, done = [], False
+        async with session.post(f"{srv.base_url}/chat/completions", json=body) as response:
+            assert response.status == 200
+            buffer = b""
+            async for data in response.content.iter_any():
+                buffer += data
+                *frames, buffer = buffer.split(b"\n\n")
+                for frame in frames:
+                    payload = frame.removeprefix(b"data: ")
+                    if payload == b"[DONE]":
+                        done = True
+                        continue
+                    choices = json.loads(payload)["choices"]
+                    if choices:
+                        parts.append(choices[0]["delta"].get("content") or "")
+        assert done and buffer == b""
+        return text, "".join(parts), time.monotonic() - started
+
+    connector = aiohttp.TCPConnector(limit=0)
+    started = time.monotonic()
+    async with aiohttp.ClientSession(connector=connector) as session:
+        results = await asyncio.gather(*(one(session, i) for i in range(count)))
+    elapsed = time.monotonic() - started
+    assert len(results) == count
+    for expected, got, _ in results:
+        assert got == expected
+    longest = max(len(expected) for expected, _, _ in results)  # tokens <= characters
+    assert elapsed < 0.1 + longest * itl + 3.0, f"{count} streams took {elapsed:.2f} s"
+    assert min(duration for *_, duration in results) >= 0.1 + 10 * itl, "the streams were not paced"
+    assert wait_until(lambda: len(srv.app[PACER]) == 0)
