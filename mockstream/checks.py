@@ -35,7 +35,7 @@ def number(low: float = 0.0, high: float = math.inf) -> Callable[[Any, str], flo
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise Invalid(path, f"expected a number, got {type_name(value)}")
         if not low <= value <= high:
-            raise Invalid(path, f"must be between {low:g} and {high:g}, got {value:g}")
+            raise Invalid(path, f"must be between {_plain(low)} and {_plain(high)}, got {_plain(value)}")
         return float(value)
 
     return check
@@ -85,3 +85,8 @@ def boolean(value: Any, path: str) -> bool:
 
 def optional(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
     return lambda value, path: None if value is None else check(value, path)
+
+
+def _plain(number: float) -> str:
+    """3600000.0 -> '3600000', 0.5 -> '0.5' (never '3.6e+06' in a message meant for people)."""
+    return str(int(number)) if float(number).is_integer() else repr(number)

@@ -90,7 +90,12 @@ API_ERRORS: dict[int, tuple[str, str | None, str]] = {
 
 
 def api_error(
-    status: int, model: str, message: str | None = None, type: str | None = None, code: str | None = None
+    status: int,
+    model: str,
+    message: str | None = None,
+    type: str | None = None,
+    code: str | None = None,
+    retry: str = "20s",
 ) -> RequestError:
     """The error the API would send for `status`, with any of its parts overridden."""
     default_type, default_code, default_message = API_ERRORS.get(
@@ -98,7 +103,7 @@ def api_error(
     )
     return RequestError(
         status,
-        message or default_message.format(model=model),
+        message or default_message.format(model=model, retry=retry),
         None,
         code if code is not None else default_code,
         type or default_type,

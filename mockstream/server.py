@@ -266,14 +266,15 @@ class Exchange:
         return await self._stream()
 
     def _http_error(self, fault: HttpError) -> web.Response:
-        error = api_error(fault.status, self.plan.model, fault.message, fault.type, fault.code)
+        wait = fault.retry_after if fault.retry_after is not None else (fault.retry_after_ms or 20_000) / 1000
+        error = api_error(fault.status, self.plan.model, fault.message, fault.type, fault.code, f"{wait:g}s")
         headers = {**self.dialect.headers(self.plan), "x-mockstream-scenario": self.plan.scenario}
         if fault.retry_after is not None:
             headers["Retry-After"] = f"{fault.retry_after:g}"
         if fault.retry_after_ms is not None:
             headers["retry-after-ms"] = f"{fault.retry_after_ms:g}"
         if fault.status == 429:
-            reset = f"{fault.retry_after or (fault.retry_after_ms or 20_000) / 1000:g}s"
+            reset = f"{wait:g}s"
             headers.update(
                 {
                     "x-ratelimit-limit-requests": "3",
@@ -315,7 +316,11 @@ class Exchange:
         plan = self.plan
         response = web.StreamResponse(headers=_headers(self.dialect, plan, "text/event-stream; charset=utf-8"))
         response.enable_chunked_encoding()
-        await response.prepare(self.request)
+        try:
+            await response.prepare(self.request)
+        except ConnectionError:  # the client left before the headers went out (aiohttp then stays quiet)
+            self.finish("client_disconnected")
+            return response
         transport = self.request.transport
         if plan.delivery.chunk_bytes and transport is not None:
             no_delay(transport)
@@ -330,6 +335,13 @@ class Exchange:
                 await response.write_eof()
         except ConnectionError:
             self.finish("client_disconnected")
+            return response
+        except Exception as exc:  # a bug of ours after the 200 went out: cut the stream, keep the error for tests
+            log.exception("internal error while streaming %s", self.request.path)
+            self.request.app[ERRORS].append(exc)
+            self.finish("internal_error")
+            if transport is not None:
+                transport.close()
             return response
         self.finish(plan.fault.outcome if plan.fault is not None else "completed")
         return response

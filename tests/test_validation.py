@@ -232,7 +232,7 @@ def test_unknown_path_is_404(http, method, path):
 
 
 def test_wrong_method_is_405(http):
-    response = http.get("/chat/completions")
+    response = http.get("/responses")
     error = error_of(response, 405)
     assert "GET" in error["message"]
     assert "POST" in error["message"]
@@ -241,7 +241,10 @@ def test_wrong_method_is_405(http):
 
 def test_wrong_method_names_the_allowed_methods_in_allow(http):
     # RFC 9110 15.5.6: the origin server MUST send Allow with a 405
-    assert http.get("/chat/completions").headers.get("allow") == "POST"
+    allowed = http.put("/chat/completions").headers.get("allow")
+    assert allowed is not None
+    assert "POST" in allowed.split(", ") and "GET" in allowed.split(", ")
+    assert "PUT" not in allowed
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs", "status"), [
@@ -249,7 +252,7 @@ def test_wrong_method_names_the_allowed_methods_in_allow(http):
     ("POST", "/chat/completions", {"json": {**GOOD, "mockstream": {"chunk_byte": 1}}}, 400),
     ("POST", "/chat/completions", {"json": {**GOOD, "mockstream": {"scenario": "nope"}}}, 404),
     ("POST", "/nowhere", {"json": GOOD}, 404),
-    ("GET", "/chat/completions", {}, 405),
+    ("PUT", "/chat/completions", {}, 405),
     ("POST", "/chat/completions", {"content": b"{}", "headers": {"content-type": "text/plain"}}, 415),
 ])
 def test_error_answers_carry_a_request_id(http, method, path, kwargs, status):
