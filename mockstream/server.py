@@ -50,6 +50,8 @@ JOURNAL = web.AppKey("journal", Journal)
 ROLLS = web.AppKey("rolls", random.Random)
 PACER = web.AppKey("pacer", Pacer)
 ERRORS = web.AppKey("errors", list)  # unexpected exceptions, kept for the test that caused them
+# the journal entry of an API request, for the access log of `mockstream serve`
+ENTRY = web.RequestKey("entry", Entry) if hasattr(web, "RequestKey") else "mockstream.entry"
 SESSION_HEADER = "X-Mockstream-Session"
 DIALECT_NAMES = {"chat": chat, "completions": completions, "responses": responses, "messages": messages}
 DIALECTS = {
@@ -190,6 +192,7 @@ def _dialect_handler(dialect: Any, read_body: Callable[[web.Request], Awaitable[
         start = loop.time()
         app = request.app
         entry = app[JOURNAL].open(request.method, request.path, request.headers)
+        request[ENTRY] = entry
         entry.session = request.headers.get(SESSION_HEADER)
         if "Last-Event-ID" in request.headers:
             entry.extra["last_event_id"] = request.headers["Last-Event-ID"]
