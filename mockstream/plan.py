@@ -107,8 +107,16 @@ class Plan:
         return self.pacing.duration(slots)
 
 
+# Knobs that change how an answer is delivered, not what it says: they stay out of the seed, so the same
+# answer paced, cut or faulted differently keeps its ids and its text.
+DELIVERY_KNOBS = ("ttft_ms", "itl_ms", "jitter_ms", "chunk_bytes", "chunk_gap_ms", "events_per_write", "fault")
+
+
 def request_seed(seed: int, body: Any, scenario: str = "") -> int:
     """Same seed + same scenario + same request body -> same 64-bit seed for everything random in the answer."""
+    knobs = body.get("mockstream") if isinstance(body, dict) else None
+    if isinstance(knobs, dict):
+        body = {**body, "mockstream": {k: v for k, v in knobs.items() if k not in DELIVERY_KNOBS}}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     digest = hashlib.blake2b(f"{seed}\0{scenario}\0{canonical}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")

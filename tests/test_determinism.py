@@ -156,3 +156,13 @@ def test_random_tokens_in_a_locale_are_reproducible(make_server):
     a, b = make_server(seed=5, speed=0), make_server(seed=5, speed=0)
     body = body_for({"random_tokens": 20, "locale": "ja_JP"})
     assert text_of(fetch(a, body)[1]) == text_of(fetch(b, body)[1])
+
+
+@pytest.mark.parametrize("delivery", [
+    {"chunk_bytes": 3}, {"events_per_write": 4}, {"itl_ms": 1, "ttft_ms": 5}, {"jitter_ms": 1, "itl_ms": 1},
+])
+def test_delivery_knobs_leave_the_bytes_alone(server, delivery):
+    """The same answer paced or cut differently is the same body: only how it reaches the socket changes."""
+    plain = fetch(server, body_for({"random_tokens": 30}))[1]
+    assert fetch(server, body_for({"random_tokens": 30, **delivery}))[1] == plain
+    assert fetch(server, body_for({"random_tokens": 31, **delivery}))[1] != plain
