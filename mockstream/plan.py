@@ -98,7 +98,8 @@ class Plan:
 
     def due_times(self) -> Iterator[float]:
         """Offsets (s) at which successive tokens are due; the same for every run of this plan."""
-        return self.pacing.due_times(random.Random(self.seed ^ 0x9E3779B97F4A7C15))
+        # Only jitter draws from the generator: without it a stream keeps no Random (2.5 KiB of state).
+        return self.pacing.due_times(random.Random(self.seed ^ 0x9E3779B97F4A7C15) if self.pacing.jitter else None)
 
     @property
     def duration(self) -> float:

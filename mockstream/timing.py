@@ -30,14 +30,14 @@ class Pacing:
     def instant(self) -> bool:
         return self.ttft == 0 and self.itl == 0 and self.jitter == 0
 
-    def due_times(self, rng: random.Random) -> Iterator[float]:
-        """Offsets of token 0, 1, 2, ... forever; never earlier than the previous one."""
+    def due_times(self, rng: random.Random | None) -> Iterator[float]:
+        """Offsets of token 0, 1, 2, ... forever; never earlier than the previous one (`rng` draws the jitter)."""
         previous = 0.0
         k = 0
         while True:
             due = self.ttft + k * self.itl
             if self.jitter:
-                due = max(previous, due + rng.uniform(-self.jitter, self.jitter))
+                due = max(previous, due + rng.uniform(-self.jitter, self.jitter))  # type: ignore[union-attr]
             previous = due
             yield due
             k += 1

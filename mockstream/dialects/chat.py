@@ -29,8 +29,12 @@ name = "chat"
 MAX_N = 128
 
 
+# json.dumps(value, ensure_ascii=False, separators=...) builds a new encoder per call: reuse one (same bytes)
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return _encode(value).encode()
 
 
 def parse(body: dict[str, Any]) -> Ask:
