@@ -273,9 +273,9 @@ class Exchange:
         error = api_error(fault.status, self.plan.model, fault.message, fault.type, fault.code, f"{wait:g}s")
         headers = {**self.dialect.headers(self.plan), "x-mockstream-scenario": self.plan.scenario}
         if fault.retry_after is not None:
-            headers["Retry-After"] = f"{fault.retry_after:g}"
+            headers["Retry-After"] = f"{fault.retry_after:.15g}"  # :g rounds to 6 digits
         if fault.retry_after_ms is not None:
-            headers["retry-after-ms"] = f"{fault.retry_after_ms:g}"
+            headers["retry-after-ms"] = f"{fault.retry_after_ms:.15g}"
         if fault.status == 429:
             reset = f"{wait:g}s"
             headers.update(

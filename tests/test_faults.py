@@ -357,6 +357,21 @@ def test_a_429_carries_retry_headers_and_rate_limit_headers(make_server, speed):
     assert b"data:" not in response.content
 
 
+@pytest.mark.parametrize(("field", "value", "shown"), [
+    ("retry_after_ms", 1234567, "1234567"),  # not 1.23457e+06
+    ("retry_after_ms", 86_400_000, "86400000"),
+    ("retry_after_ms", 0.25, "0.25"),
+    ("retry_after", 86_400, "86400"),
+    ("retry_after", 0.1, "0.1"),
+])
+def test_retry_headers_carry_the_exact_number(srv, field, value, shown):
+    fault = {"kind": "http_error", "status": 429, field: value}
+    response = post(f"{srv.base_url}/chat/completions", json=body({"fault": fault}), timeout=10)
+    header_name = "retry-after-ms" if field == "retry_after_ms" else "retry-after"
+    assert response.headers[header_name] == shown
+    assert float(response.headers[header_name]) == value
+
+
 def test_an_error_status_without_retry_after_sends_no_retry_headers(srv):
     response = post(f"{srv.base_url}/chat/completions",
                           json=body({"fault": {"kind": "http_error", "status": 500}}), timeout=10)
