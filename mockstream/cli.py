@@ -1,7 +1,7 @@
-"""`mockstream serve | validate`: flags, each also read from a MOCKSTREAM_<FLAG> environment variable.
+"""`mockstream serve | validate | health`: flags, each also read from a MOCKSTREAM_<FLAG> environment variable.
 
 A flag on the command line wins over its variable. Heavy imports (aiohttp, Faker) wait until a
-command needs them, so `mockstream --help` answers at once.
+command needs them, so `mockstream --help` and `mockstream health` answer at once.
 """
 
 from __future__ import annotations
@@ -18,24 +18,40 @@ from .errors import ScenarioError
 
 ENV_PREFIX = "MOCKSTREAM_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+SWITCH = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"expected a number, got {text!r}") from None
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if not 0 <= value <= 65535:
         raise ValueError(f"port must be 0..65535, got {value}")
     return value
 
 
 def _speed(text: str) -> float:
-    value = float(text)
+    value = _float(text)
     if not value >= 0 or value == float("inf"):
         raise ValueError(f"speed must be a finite number >= 0, got {text}")
     return value
 
 
 def _seed(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 0:
         raise ValueError(f"seed must be >= 0, got {value}")
     return value
@@ -71,6 +87,32 @@ def _level(text: str) -> str:
     return text.lower()
 
 
+def _log_format(text: str) -> str:
+    if text.lower() not in LOG_FORMATS:
+        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}, got {text!r}")
+    return text.lower()
+
+
+def _switch(text: str) -> bool:
+    if text.lower() not in SWITCH:
+        raise ValueError(f"expected on or off, got {text!r}")
+    return SWITCH[text.lower()]
+
+
+def _seconds(text: str) -> float:
+    value = _float(text)
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"expected a number of seconds >= 0, got {text}")
+    return value
+
+
+def _workers(text: str) -> int:
+    value = _positive(_int(text))
+    if value > 1 and not hasattr(os, "fork"):
+        raise ValueError("more than one worker needs fork(), which this system does not have")
+    return value
+
+
 @dataclass(frozen=True)
 class Flag:
     name: str
@@ -88,9 +130,16 @@ SERVE_FLAGS = (
     Flag("host", str, "127.0.0.1", "address to listen on (0.0.0.0 in a container)"),
     Flag("port", _port, 8000, "port to listen on; 0 picks a free one"),
     Flag("scenarios", str, None, "directory (or file) of YAML/JSON scenario files to load"),
+    Flag(
+        "scenarios-inline",
+        str,
+        None,
+        "YAML or JSON text of one scenario, a list of them, or {scenarios: [...]} (for CI services, "
+        "which cannot mount files)",
+    ),
     Flag("seed", _seed, 0, "server seed: the same seed and request give byte-identical answers"),
     Flag("speed", _speed, 1.0, "divide every pacing delay by this; 0 streams with no delay at all"),
-    Flag("journal-size", lambda text: _positive(int(text)), 1000, "how many requests the journal keeps"),
+    Flag("journal-size", lambda text: _positive(_int(text)), 1000, "how many requests the journal keeps"),
     Flag("log-level", _level, "info", f"one of {', '.join(LOG_LEVELS)}; debug also logs every request"),
     Flag("cors-origin", str, ["*"], "an origin browsers may call from (repeat for several)", many=True),
     Flag(
@@ -102,6 +151,20 @@ SERVE_FLAGS = (
         many=True,
     ),
     Flag("static", _directory, None, "serve this folder at / (your app's page, same origin as the mock)"),
+    Flag("log-format", _log_format, "text", "text or json: the access log on stdout and other logs on stderr"),
+    Flag("access-log", _switch, True, "on or off: one line per request on stdout"),
+    Flag(
+        "shutdown-grace",
+        _seconds,
+        5.0,
+        "on SIGTERM/SIGINT, seconds to let streams in flight finish before closing them",
+    ),
+    Flag(
+        "workers",
+        _workers,
+        1,
+        "processes sharing the port (SO_REUSEPORT); each has its own journal and sequence positions",
+    ),
 )
 
 
@@ -110,6 +173,7 @@ class UsageError(Exception):
 
 
 def _env_defaults(flags: Sequence[Flag], environ: dict[str, str]) -> dict[str, Any]:
+    _warn_misspelt(flags, environ)
     values = {}
     for flag in flags:
         raw = environ.get(flag.env)
@@ -124,6 +188,21 @@ def _env_defaults(flags: Sequence[Flag], environ: dict[str, str]) -> dict[str, A
         except ValueError as exc:
             raise UsageError(f"{flag.env}={raw!r}: {exc}") from None
     return values
+
+
+def _warn_misspelt(flags: Sequence[Flag], environ: dict[str, str]) -> None:
+    """A MOCKSTREAM_* variable close to a real one is most likely a typo: say so (other names are left alone,
+    since projects use MOCKSTREAM_* for their own settings too)."""
+    import difflib
+
+    known = [flag.env for flag in flags]
+    for name in environ:
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+            if close:
+                print(
+                    f"mockstream: warning: {name} is not a setting (did you mean {close[0]}?); ignored", file=sys.stderr
+                )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -145,11 +224,42 @@ def _parser() -> argparse.ArgumentParser:
             type=_argparse_type(flag),
             default=argparse.SUPPRESS,
             action="append" if flag.many else "store",
-            help=f"{flag.help} (env {flag.env}; default: {flag.default})",
+            help=f"{flag.help} (env {flag.env}; default: {_shown(flag.default)})",
         )
     validate = commands.add_parser("validate", help="check scenario files and report every problem")
     validate.add_argument("paths", nargs="+", help="scenario files or directories")
+    health = commands.add_parser(
+        "health",
+        help="exit 0 when a server answers /healthz (for a HEALTHCHECK and CI scripts)",
+        description="Exit 0 when the server answers GET /healthz with 200, else 1 with the reason.",
+    )
+    health.add_argument(
+        "--url",
+        type=_argparse_type(Flag("url", _health_url, None, "")),
+        default=None,
+        help="the server (http://HOST:PORT) or its health URL (default: built from MOCKSTREAM_HOST and "
+        "MOCKSTREAM_PORT, else http://127.0.0.1:8000/healthz)",
+    )
+    health.add_argument(
+        "--wait",
+        type=_argparse_type(Flag("wait", _seconds, 0.0, "")),
+        default=0.0,
+        metavar="SECONDS",
+        help="keep trying for up to SECONDS until it answers (default: one try)",
+    )
     return parser
+
+
+def _health_url(text: str) -> str:
+    from .health import health_url
+
+    return health_url(text)
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default)
 
 
 def _argparse_type(flag: Flag) -> Callable[[str], Any]:
@@ -170,9 +280,12 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     try:
         if args.command == "serve":
             options = {**_env_defaults(SERVE_FLAGS, environ), **vars(args)}
-            return _serve(options)
+            flag_given = "scenarios_inline" in vars(args)
+            return _serve(options, "--scenarios-inline" if flag_given else ENV_PREFIX + "SCENARIOS_INLINE")
         if args.command == "validate":
             return _validate(args.paths)
+        if args.command == "health":
+            return _health(args.url, args.wait, environ)
     except (UsageError, ScenarioError) as exc:
         print(f"mockstream: {exc}", file=sys.stderr)
         return 2
@@ -189,15 +302,86 @@ def _validate(paths: Sequence[str]) -> int:
     return 0
 
 
-def _serve(options: dict[str, Any]) -> int:
-    import asyncio
-    import logging
+def _health(url: str | None, wait: float, environ: dict[str, str]) -> int:
+    from .health import check_health, default_health_url
 
+    healthy, line = check_health(url or default_health_url(environ), wait)
+    if healthy:
+        print(line)
+        return 0
+    print(f"mockstream: {line}", file=sys.stderr)
+    return 1
+
+
+def _scenarios(options: dict[str, Any], inline_from: str) -> list:
+    """The scenarios of `--scenarios` and `--scenarios-inline`; a name may appear only once across both."""
     from .scenario import load_scenarios
-    from .server import create_app
 
-    logging.basicConfig(level=options["log_level"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     scenarios = load_scenarios(options["scenarios"]) if options["scenarios"] else []
+    if options["scenarios_inline"]:
+        seen = {scenario.name: scenario.source for scenario in scenarios}
+        for scenario in _inline_scenarios(options["scenarios_inline"], inline_from):
+            if scenario.name in seen:
+                raise ScenarioError.merged(
+                    [f"{inline_from}: name: scenario {scenario.name!r} is already defined in {seen[scenario.name]}"]
+                )
+            scenarios.append(scenario)
+    return scenarios
+
+
+def _inline_scenarios(text: str, source: str) -> list:
+    import yaml
+
+    from .errors import Problem
+    from .scenario import parse_scenarios
+
+    try:
+        document = yaml.safe_load(text)  # YAML reads JSON too
+    except yaml.YAMLError as exc:
+        raise ScenarioError(source, [Problem("", f"not valid YAML or JSON: {exc}")]) from None
+    return parse_scenarios(document, source)
+
+
+def _serve(options: dict[str, Any], inline_from: str) -> int:
+    from . import logs
+
+    logs.configure(options["log_level"], options["log_format"])
+    scenarios = _scenarios(options, inline_from)
+    if options["workers"] == 1:
+        return _serve_one(scenarios, options, lambda host, port: _announce(options, host, port, len(scenarios)))
+    return _serve_many(scenarios, options)
+
+
+def _announce(options: dict[str, Any], host: str, port: int, loaded: int, workers: list[int] | None = None) -> None:
+    from .logs import announce
+
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+    several = f", {len(workers)} workers" if workers else ""
+    announce(
+        f"mockstream {__version__} listening on {url} (base_url {url}/v1, {loaded} scenarios loaded{several})",
+        options["log_format"],
+        url=url,
+        base_url=f"{url}/v1",
+        scenarios=loaded,
+        workers=workers or [os.getpid()],
+    )
+
+
+def _serve_one(
+    scenarios: list,
+    options: dict[str, Any],
+    on_ready: Callable[[str, int], None],
+    reuse_port: bool = False,
+    parent: int | None = None,
+) -> int:
+    """One server process (the only one, or a worker): exit code 0 after a drain, 1 if it cannot listen."""
+    import asyncio
+
+    from .logs import AccessLog
+    from .server import create_app
+    from .service import run
+
     app = create_app(
         scenarios,
         seed=options["seed"],
@@ -213,8 +397,19 @@ def _serve(options: dict[str, Any]) -> int:
         runner: Callable = asyncio.run
     else:
         runner = uvloop.run
+    service = run(
+        app,
+        options["host"],
+        options["port"],
+        grace=options["shutdown_grace"],
+        reuse_port=reuse_port,
+        access_log=AccessLog(options["log_format"]) if options["access_log"] else None,
+        aiohttp_log=options["log_level"] == "debug",
+        on_ready=on_ready,
+        parent=parent,
+    )
     try:
-        runner(_run(app, options))
+        runner(service)
     except OSError as exc:
         print(
             f"mockstream: cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}", file=sys.stderr
@@ -223,34 +418,34 @@ def _serve(options: dict[str, Any]) -> int:
     return 0
 
 
-async def _run(app, options: dict[str, Any]) -> None:
-    import asyncio
-    import signal
+def _serve_many(scenarios: list, options: dict[str, Any]) -> int:
+    """`--workers N`: the supervisor reserves the port, forks the workers and waits for them."""
+    from .workers import reserve, supervise
 
-    from aiohttp import web
-
-    from .server import SCENARIOS
-
-    access = options["log_level"] == "debug"
-    runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None if not access else web.access_logger, shutdown_timeout=5.0
-    )
-    # Signals are handled before the URL is printed: a supervisor may send SIGTERM as soon as it sees it.
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await runner.setup()
-    site = web.TCPSite(runner, options["host"], options["port"])
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    shown = f"[{host}]" if ":" in host else host
-    print(
-        f"mockstream {__version__} listening on http://{shown}:{port} (base_url http://{shown}:{port}/v1, "
-        f"{len(app[SCENARIOS])} scenarios loaded)",
-        flush=True,
-    )
     try:
-        await stop.wait()
+        reserved = reserve(options["host"], options["port"])
+    except OSError as exc:
+        print(
+            f"mockstream: cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
+    host, port = reserved.getsockname()[:2]
+    supervisor = os.getpid()
+
+    def work(ready_fd: int) -> int:
+        reserved.close()
+
+        def ready(host: str, port: int) -> None:
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
+
+        return _serve_one(scenarios, {**options, "port": port}, ready, reuse_port=True, parent=supervisor)
+
+    def announce(pids: list[int]) -> None:
+        reserved.close()
+        _announce(options, host, port, len(scenarios), pids)
+
+    try:
+        return supervise(options["workers"], work, announce)
     finally:
-        await runner.cleanup()
+        reserved.close()

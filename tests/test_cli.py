@@ -97,7 +97,8 @@ def scenario_dir(path: Path, name: str) -> Path:
 # ---------------------------------------------------------------- serve ---
 def test_serve_prints_its_url_serves_and_drains_on_sigterm(tmp_path):
     env = clean_env(PYTHONPROFILEIMPORTTIME="1")  # the import log shows whether Faker was ever imported
-    with serve(tmp_path, "--port", "0", env=env) as served, httpx.Client(base_url=served.url, timeout=10) as client:
+    with serve(tmp_path, "--port", "0", "--access-log", "off", env=env) as served, \
+            httpx.Client(base_url=served.url, timeout=10) as client:
         assert served.host == "127.0.0.1" and served.port > 0
         assert f"{served.url}/v1" in served.line
 

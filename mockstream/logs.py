@@ -1,0 +1,143 @@
+"""What `mockstream serve` writes: one access-log line per request on stdout, other logs on stderr.
+
+Both come as text or as JSON lines (`--log-format json`) for log collectors. The access log takes the
+scenario, status and outcome of an API request from its journal entry, so it says how a stream really ended
+(`completed`, `fault:reset`, `client_disconnected`, ...), not just the status sent before the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from .server import ENTRY
+
+FORMATS = ("text", "json")
+NOT_LOGGED = frozenset({"/healthz"})  # a health probe every few seconds would drown the requests
+
+
+def timestamp(seconds: float) -> str:
+    """UTC with milliseconds: 2026-11-25T10:33:01.123Z."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class AccessLog:
+    """Writes one line per finished request: method, path, scenario, status, outcome, duration, worker pid."""
+
+    def __init__(self, log_format: str = "text", write: Callable[[str], Any] | None = None):
+        self.log_format = log_format
+        self.worker = os.getpid()
+        self._write = write or _stdout
+
+    def line(
+        self, method: str, path: str, scenario: str | None, status: int | None, outcome: str, duration_ms: float
+    ) -> str:
+        now = timestamp(time.time())
+        if self.log_format == "json":
+            return json.dumps(
+                {
+                    "time": now,
+                    "method": method,
+                    "path": path,
+                    "scenario": scenario,
+                    "status": status,
+                    "outcome": outcome,
+                    "duration_ms": duration_ms,
+                    "worker": self.worker,
+                },
+                ensure_ascii=False,
+            )
+        return (
+            f"{now} {method} {path} scenario={scenario or '-'} status={status if status is not None else '-'} "
+            f"outcome={outcome} duration_ms={duration_ms} worker={self.worker}"
+        )
+
+    def middleware(self, cut_by_shutdown: Callable[[], bool] = lambda: False):
+        """An aiohttp middleware (put it outermost) that logs each request once it has ended."""
+
+        @web.middleware
+        async def access_log(request: web.Request, handler) -> web.StreamResponse:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            status: int | None = None
+            outcome = None
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            except asyncio.CancelledError:
+                outcome = "shutdown" if cut_by_shutdown() else "client_disconnected"
+                raise
+            finally:
+                if request.path not in NOT_LOGGED:
+                    entry = request.get(ENTRY)
+                    duration = round((loop.time() - start) * 1000, 3)
+                    if entry is not None and entry.outcome != "in_progress":
+                        if outcome != "shutdown":
+                            outcome = entry.outcome
+                        status, duration = entry.status, entry.duration_ms or duration
+                    elif outcome is None:
+                        outcome = _outcome(status)
+                    scenario = entry.scenario if entry is not None else None
+                    self._write(self.line(request.method, request.path, scenario, status, outcome, duration))
+
+        return access_log
+
+
+def _outcome(status: int | None) -> str:
+    """How a request the journal does not keep (models, admin routes, the page) ended, from its status."""
+    if status is None or status >= 500:
+        return "internal_error"
+    return "completed" if status < 400 else "rejected"
+
+
+def _stdout(line: str) -> None:
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):  # stdout closed or gone: serving matters more than logging
+        pass
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log record: time, level, logger, message (and the traceback, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": timestamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def configure(level: str, log_format: str) -> None:
+    """Send Python logging (warnings, errors, tracebacks; debug detail) to stderr in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def announce(message: str, log_format: str, **fields: Any) -> None:
+    """The start line on stdout: plain text, or a JSON object with the same message and its fields."""
+    if log_format == "json":
+        message = json.dumps({"time": timestamp(time.time()), "level": "info", "message": message, **fields})
+    print(message, flush=True)

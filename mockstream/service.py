@@ -1,0 +1,119 @@
+"""Running the app as a service: listen, then stop on SIGTERM/SIGINT with a graceful drain.
+
+The drain: stop accepting at once, close idle keep-alive connections, let requests in flight finish for up to
+the grace period, then cancel what is left and exit. It waits on a count of requests in flight kept by a
+middleware, not on aiohttp's `shutdown_timeout` alone: that timeout applies twice (once to wait, once more
+after cancelling), is rounded up to whole seconds above 5 s, and 0 means "wait forever".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+CUT_TIMEOUT = 0.25  # after the grace period: how long a cancelled handler may take to journal its ending
+WORKER_HEADER = "x-mockstream-worker"
+
+
+class Drain:
+    """Counts requests in flight, so a stop can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.cutting = False  # the grace period ran out: handlers cancelled now were cut by the shutdown
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
+        self.active += 1
+        self._idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            self.active -= 1
+            if not self.active:
+                self._idle.set()
+
+    async def wait(self, grace: float) -> bool:
+        """True when every request in flight ended within `grace` seconds."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except asyncio.TimeoutError:
+            self.cutting = True
+            return False
+        return True
+
+
+async def _worker_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[WORKER_HEADER] = str(os.getpid())
+
+
+async def run(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    grace: float = 5.0,
+    reuse_port: bool = False,
+    access_log: Any = None,
+    aiohttp_log: bool = False,
+    on_ready: Callable[[str, int], None] = lambda host, port: None,
+    parent: int | None = None,
+) -> None:
+    """Serve `app` until SIGINT or SIGTERM (or until the process `parent` is gone), then drain and stop.
+
+    `access_log` is a `logs.AccessLog` or None; `aiohttp_log` also turns on aiohttp's own access log
+    (Python logging, stderr). `on_ready(host, port)` runs once the socket listens."""
+    drain = Drain()
+    middlewares = [drain.middleware]
+    if access_log is not None:
+        middlewares.append(access_log.middleware(lambda: drain.cutting))
+    for position, middleware in enumerate(middlewares):  # outermost: they see every ending, errors included
+        app.middlewares.insert(position, middleware)
+    app.on_response_prepare.append(_worker_header)
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=True,
+        access_log=web.access_logger if aiohttp_log else None,
+        shutdown_timeout=CUT_TIMEOUT,
+    )
+    # Signals are handled before anyone learns the address: a supervisor may send SIGTERM as soon as it does.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a worker is born with them blocked
+    if parent is not None:
+        _watch_parent(loop, parent, stop)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        on_ready(bound_host, bound_port)
+        await stop.wait()
+        await site.stop()  # stop accepting
+        # close idle keep-alive connections; busy ones close after their answer (aiohttp >= 3.10)
+        getattr(runner.server, "pre_shutdown", lambda: None)()
+        await drain.wait(grace)
+    finally:
+        await runner.cleanup()  # cancels whatever is still running (CUT_TIMEOUT each), runs on_cleanup
+
+
+def _watch_parent(loop: asyncio.AbstractEventLoop, parent: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor died (SIGKILL) stops by itself instead of serving on as an orphan."""
+
+    def check() -> None:
+        if os.getppid() != parent:
+            stop.set()
+        else:
+            loop.call_later(1.0, check)
+
+    loop.call_later(1.0, check)

@@ -1,0 +1,455 @@
+"""`mockstream serve` as a container runs it: configured by environment only, drained on SIGTERM, health-checked,
+logging each request, and split over worker processes. Real processes and sockets on loopback, never a mock."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+MOCKSTREAM = str(Path(sys.executable).with_name("mockstream"))
+URL_LINE = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))\b")
+MESSAGES = [{"role": "user", "content": "Hello there"}]
+CHAT = {"model": "gpt-4o-mini", "messages": MESSAGES}
+INLINE = """
+scenarios:
+  - name: inline-a
+    content: Answer from the inline YAML.
+  - name: inline-slow
+    tokens: [one, " two", " three"]
+    ttft_ms: 3000
+    itl_ms: 1000
+"""
+
+
+def env_only(**variables: str) -> dict[str, str]:
+    """The test's environment without any MOCKSTREAM_* setting of its own, plus `variables`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOCKSTREAM_")}
+    env.update(variables)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 5.0, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    url: str
+    port: int
+    out: Path  # stdout: the start line, then the access log
+    err: Path
+
+    def stdout_lines(self) -> list[str]:
+        return self.out.read_text(encoding="utf-8").splitlines()
+
+    def access_lines(self) -> list[str]:
+        return self.stdout_lines()[1:]
+
+    def stderr(self) -> str:
+        return self.err.read_text(encoding="utf-8", errors="replace")
+
+    def signal_and_time(self, signum: int = signal.SIGTERM, timeout: float = 15) -> tuple[int, float]:
+        """Send `signum`; the exit code and how long the process took to exit."""
+        start = time.monotonic()
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout=timeout)
+        return code, time.monotonic() - start
+
+
+@contextlib.contextmanager
+def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """`mockstream serve ARGS` with stdout and stderr in files; killed at the end if still running."""
+    stamp = time.monotonic_ns()
+    out, err = tmp_path / f"out-{stamp}.log", tmp_path / f"err-{stamp}.log"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen([MOCKSTREAM, "serve", *args], stdout=stdout, stderr=stderr, text=True,
+                                   env=env if env is not None else env_only())
+    try:
+        def started() -> bool:
+            return process.poll() is not None or bool(URL_LINE.search(out.read_text(encoding="utf-8")))
+
+        assert wait_for(started, timeout=30), f"no start line within 30 s; stderr: {err.read_text()[-2000:]}"
+        found = URL_LINE.search(out.read_text(encoding="utf-8"))
+        assert found and process.poll() is None, f"serve did not start: {err.read_text()[-2000:]}"
+        yield Server(process, found[1], int(found[2]), out, err)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def stream_text(client: httpx.Client, knobs: dict, **extra) -> str:
+    body = {**CHAT, "stream": True, "mockstream": knobs, **extra}
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def content_of(sse: str) -> str:
+    pieces = []
+    for line in sse.splitlines():
+        if line.startswith("data: {"):
+            for choice in json.loads(line[6:])["choices"]:
+                pieces.append(choice["delta"].get("content") or "")
+    return "".join(pieces)
+
+
+# ---------------------------------------------------------------- configured by environment only ---
+def test_serve_takes_port_seed_speed_and_inline_scenarios_from_the_environment(tmp_path):
+    from mockstream.testing import MockServer
+
+    body = {**CHAT, "mockstream": {"tokens": ["same", " answer"]}}
+    with MockServer(seed=5) as reference, MockServer(seed=0) as other:
+        at_seed_5 = httpx.post(f"{reference.url}/v1/chat/completions", json=body, timeout=10).json()
+        at_seed_0 = httpx.post(f"{other.url}/v1/chat/completions", json=body, timeout=10).json()
+    assert at_seed_5["id"] != at_seed_0["id"]
+
+    port = free_port()
+    env = env_only(MOCKSTREAM_PORT=str(port), MOCKSTREAM_SEED="5", MOCKSTREAM_SPEED="0",
+                   MOCKSTREAM_SCENARIOS_INLINE=INLINE, MOCKSTREAM_PROT="9")
+    with serve(tmp_path, env=env) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        assert server.port == port
+        assert "2 scenarios loaded" in server.stdout_lines()[0]
+        assert "MOCKSTREAM_PROT is not a setting (did you mean MOCKSTREAM_PORT?)" in server.stderr()
+        assert client.post("/v1/chat/completions", json=body).json() == at_seed_5  # the seed took effect
+        ids = {m["id"] for m in client.get("/v1/models").json()["data"]}
+        assert {"inline-a", "inline-slow"} <= ids
+        assert content_of(stream_text(client, {}, model="inline-a")) == "Answer from the inline YAML."
+        started = time.monotonic()
+        slow = stream_text(client, {}, model="inline-slow")  # 5 s of pacing, gone at speed 0
+        assert time.monotonic() - started < 2.0
+        assert content_of(slow) == "one two three"
+        code, _ = server.signal_and_time()
+    assert code == 0
+
+
+def test_inline_json_adds_to_the_scenario_directory(tmp_path):
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (folder / "mounted.yaml").write_text("name: mounted\ncontent: From the mounted folder.\n")
+    inline = json.dumps({"name": "inline-json", "content": "From JSON."})
+    env = env_only(MOCKSTREAM_PORT="0", MOCKSTREAM_SCENARIOS=str(folder), MOCKSTREAM_SCENARIOS_INLINE=inline)
+    with serve(tmp_path, env=env) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        assert content_of(stream_text(client, {}, model="mounted")) == "From the mounted folder."
+        assert content_of(stream_text(client, {}, model="inline-json")) == "From JSON."
+        code, _ = server.signal_and_time()
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("MOCKSTREAM_WORKERS", "0", "must be at least 1"),
+        ("MOCKSTREAM_SHUTDOWN_GRACE", "-1", "seconds >= 0"),
+        ("MOCKSTREAM_LOG_FORMAT", "xml", "expected one of text, json"),
+        ("MOCKSTREAM_ACCESS_LOG", "maybe", "expected on or off"),
+        ("MOCKSTREAM_PORT", "http", "expected a whole number"),
+    ],
+)
+def test_a_bad_variable_exits_2_at_once_naming_it(variable, value, says):
+    started = time.monotonic()
+    result = subprocess.run([MOCKSTREAM, "serve"], capture_output=True, text=True, timeout=30,
+                            env=env_only(**{"MOCKSTREAM_PORT": "0", variable: value}))
+    assert result.returncode == 2
+    assert f"{variable}={value!r}" in result.stderr and says in result.stderr
+    assert result.stdout == ""  # never a half-started server
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("inline", "says"),
+    [
+        ("name: broken\nfinish_reason: nope\n", "MOCKSTREAM_SCENARIOS_INLINE: finish_reason: unknown value 'nope'"),
+        ('[{"name": "a", "content": "x"}, {"name": "b", "chunk_byte": 2}]',
+         "MOCKSTREAM_SCENARIOS_INLINE: [1].chunk_byte: unknown knob (did you mean 'chunk_bytes'?)"),
+        ("name: [unclosed\n", "MOCKSTREAM_SCENARIOS_INLINE: not valid YAML or JSON"),
+        ("content: no name\n", "MOCKSTREAM_SCENARIOS_INLINE: name: every scenario needs a non-empty string name"),
+    ],
+)
+def test_a_bad_inline_scenario_exits_2_naming_the_variable_and_field(inline, says):
+    result = subprocess.run([MOCKSTREAM, "serve"], capture_output=True, text=True, timeout=30,
+                            env=env_only(MOCKSTREAM_PORT="0", MOCKSTREAM_SCENARIOS_INLINE=inline))
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert result.stdout == ""
+
+
+def test_an_inline_scenario_given_as_a_flag_is_named_by_the_flag_and_names_collide_loudly(tmp_path):
+    bad = subprocess.run([MOCKSTREAM, "serve", "--port", "0", "--scenarios-inline", "name: x\nitl_ms: -1\n"],
+                         capture_output=True, text=True, timeout=30, env=env_only())
+    assert bad.returncode == 2
+    assert "--scenarios-inline: itl_ms:" in bad.stderr
+    (tmp_path / "twice.yaml").write_text("name: twice\ncontent: file\n")
+    clash = subprocess.run([MOCKSTREAM, "serve", "--port", "0"], capture_output=True, text=True, timeout=30,
+                           env=env_only(MOCKSTREAM_SCENARIOS=str(tmp_path),
+                                        MOCKSTREAM_SCENARIOS_INLINE="name: twice\ncontent: inline\n"))
+    assert clash.returncode == 2
+    assert f"MOCKSTREAM_SCENARIOS_INLINE: name: scenario 'twice' is already defined in {tmp_path / 'twice.yaml'}" \
+        in clash.stderr
+
+
+# ---------------------------------------------------------------- graceful shutdown ---
+def _open_streams(url: str, count: int, knobs: dict) -> tuple[list[threading.Thread], list, threading.Barrier]:
+    """`count` streams in threads; each records (full text, seconds) or the exception. The barrier releases
+    once every stream has its first bytes."""
+    results: list = [None] * count
+    first_bytes = threading.Barrier(count + 1, timeout=20)
+
+    def one(i: int) -> None:
+        started = time.monotonic()
+        body = {**CHAT, "stream": True, "mockstream": knobs}
+        try:
+            with httpx.Client(timeout=30) as client, client.stream("POST", f"{url}/v1/chat/completions",
+                                                                    json=body) as response:
+                chunks = response.iter_bytes()
+                text = next(chunks)
+                first_bytes.wait()
+                for chunk in chunks:
+                    text += chunk
+            results[i] = (text.decode(), time.monotonic() - started)
+        except Exception as exc:  # kept for the assertion that shows it
+            results[i] = exc
+            with contextlib.suppress(threading.BrokenBarrierError):
+                first_bytes.abort()
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads, results, first_bytes
+
+
+def test_sigterm_lets_20_open_streams_finish_within_the_grace_period_then_exits_0(tmp_path):
+    knobs = {"tokens": ["tok"] * 20, "ttft_ms": 50, "itl_ms": 75}  # about 1.5 s each
+    with serve(tmp_path, "--port", "0", "--shutdown-grace", "5") as server:
+        threads, results, first_bytes = _open_streams(server.url, 20, knobs)
+        first_bytes.wait()
+        code, took = server.signal_and_time()
+        for thread in threads:
+            thread.join(timeout=15)
+        # stopped accepting at once: a new connection is refused while the old streams drain
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{server.url}/healthz", timeout=5)
+        access = server.access_lines()
+    assert code == 0
+    assert all(isinstance(r, tuple) for r in results), results
+    for text, _ in results:
+        assert text.endswith("data: [DONE]\n\n")
+        assert content_of(text) == "tok" * 20
+    assert 0.8 < took < 5.0, f"the drain took {took:.2f} s: it must wait for the streams, and no longer"
+    assert sum("outcome=completed" in line for line in access) == 20
+
+
+def test_streams_longer_than_the_grace_period_are_cut_when_it_ends(tmp_path):
+    knobs = {"tokens": ["tok"] * 100, "ttft_ms": 0, "itl_ms": 300}  # 30 s each
+    with serve(tmp_path, "--port", "0", "--shutdown-grace", "1", "--log-format", "json") as server:
+        threads, results, first_bytes = _open_streams(server.url, 3, knobs)
+        first_bytes.wait()
+        code, took = server.signal_and_time()
+        for thread in threads:
+            thread.join(timeout=15)
+        access = [json.loads(line) for line in server.access_lines()]
+    assert code == 0
+    assert 0.9 < took < 2.5, f"grace 1 s, yet the process took {took:.2f} s to exit"
+    for result in results:
+        text = result[0] if isinstance(result, tuple) else ""
+        assert "data: [DONE]" not in text  # cut, not completed (or the client saw the connection drop)
+    assert [entry["outcome"] for entry in access] == ["shutdown"] * 3
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_idle_server_exits_within_half_a_second(tmp_path, signum):
+    with serve(tmp_path, "--port", "0") as server:
+        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200  # a kept-alive connection is idle
+        code, took = server.signal_and_time(signum)
+    assert code == 0
+    assert took < 0.5, f"idle exit took {took:.3f} s"
+
+
+# ---------------------------------------------------------------- health ---
+def health(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([MOCKSTREAM, "health", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env if env is not None else env_only())
+
+
+def test_health_wait_succeeds_once_the_server_is_up(tmp_path):
+    port = free_port()
+    waiting = subprocess.Popen([MOCKSTREAM, "health", "--wait", "20"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env_only(MOCKSTREAM_PORT=str(port)))
+    with waiting:
+        time.sleep(1.0)  # nothing listens yet: it keeps trying
+        assert waiting.poll() is None
+        with serve(tmp_path, env=env_only(MOCKSTREAM_PORT=str(port))) as server:
+            out, err = waiting.communicate(timeout=20)
+            assert waiting.returncode == 0, err
+            assert f"healthy: http://127.0.0.1:{port}/healthz answered 200" in out
+            once = health("--url", server.url)  # a base URL is enough
+            assert once.returncode == 0
+            assert health("--url", f"{server.url}/no-such-page").returncode == 1
+            code, _ = server.signal_and_time()
+    assert code == 0
+
+
+def test_health_fails_clearly_when_nothing_listens():
+    port = free_port()
+    started = time.monotonic()
+    result = health("--url", f"http://127.0.0.1:{port}", "--wait", "1")
+    waited = time.monotonic() - started
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"mockstream: http://127.0.0.1:{port}/healthz: nothing is listening "
+                                     "(connection refused) after waiting 1 s")
+    assert 1.0 <= waited < 10
+    once = health(env=env_only(MOCKSTREAM_PORT=str(port)))  # the URL comes from MOCKSTREAM_PORT
+    assert once.returncode == 1 and f"127.0.0.1:{port}/healthz: nothing is listening" in once.stderr
+    bad = health("--url", "ftp://example")
+    assert bad.returncode == 2 and "expected an http:// URL" in bad.stderr
+
+
+def test_health_reports_a_server_that_answers_with_an_error(tmp_path):
+    with serve(tmp_path, "--port", "0") as server:
+        result = health("--url", f"{server.url}/v1/models/no-such-model")
+        assert result.returncode == 1
+        assert "answered 404 Not Found" in result.stderr
+        server.signal_and_time()
+
+
+# ---------------------------------------------------------------- access log ---
+def test_one_access_line_per_request_with_scenario_status_outcome_and_duration(tmp_path):
+    inline = "name: cut\ntokens: [a, b, c, d]\nttft_ms: 0\nitl_ms: 0\nfault: {kind: reset, at_token: 2}\n"
+    with serve(tmp_path, "--port", "0", "--log-format", "json",
+               env=env_only(MOCKSTREAM_SCENARIOS_INLINE=inline)) as server, \
+            httpx.Client(base_url=server.url, timeout=10) as client:
+        stream_text(client, {"tokens": ["x", "y"], "ttft_ms": 0, "itl_ms": 100})
+        with pytest.raises(httpx.HTTPError):
+            client.post("/v1/chat/completions", json={**CHAT, "model": "cut", "stream": True}).read()
+        assert client.post("/v1/chat/completions", json={**CHAT, "mockstream": {"chunk_byte": 1}}).status_code == 400
+        assert client.get("/healthz").status_code == 200  # health probes are left out
+        assert client.get("/v1/models").status_code == 200
+        assert wait_for(lambda: len(server.access_lines()) >= 4)
+        code, _ = server.signal_and_time()
+        lines = [json.loads(line) for line in server.access_lines()]
+    assert code == 0
+    assert [(e["method"], e["path"], e["scenario"], e["status"], e["outcome"]) for e in lines] == [
+        ("POST", "/v1/chat/completions", "default", 200, "completed"),
+        ("POST", "/v1/chat/completions", "cut", 200, "fault:reset"),
+        ("POST", "/v1/chat/completions", None, 400, "rejected"),
+        ("GET", "/v1/models", None, 200, "completed"),
+    ]
+    assert 90 <= lines[0]["duration_ms"] < 5000  # one 100 ms gap between the two tokens
+    assert {e["worker"] for e in lines} == {server.process.pid}
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["time"]) for e in lines)
+
+
+def test_text_access_log_and_switching_it_off(tmp_path):
+    with serve(tmp_path, "--port", "0", "--speed", "0") as server, \
+            httpx.Client(base_url=server.url, timeout=10) as client:
+        stream_text(client, {"tokens": ["x"]})
+        assert wait_for(lambda: len(server.access_lines()) == 1)
+        line = server.access_lines()[0]
+        assert re.fullmatch(
+            r"\S+Z POST /v1/chat/completions scenario=default status=200 outcome=completed "
+            rf"duration_ms=[0-9.]+ worker={server.process.pid}", line), line
+        server.signal_and_time()
+    with serve(tmp_path, "--port", "0", "--speed", "0", env=env_only(MOCKSTREAM_ACCESS_LOG="off")) as server, \
+            httpx.Client(base_url=server.url, timeout=10) as client:
+        stream_text(client, {"tokens": ["x"]})
+        code, _ = server.signal_and_time()
+        assert server.access_lines() == []
+    assert code == 0
+
+
+# ---------------------------------------------------------------- workers ---
+def _pids_serving(url: str, tries: int = 200) -> set[str]:
+    """The worker pids seen over up to `tries` fresh connections (stops once two are seen)."""
+    seen: set[str] = set()
+    for _ in range(tries):
+        with httpx.Client(timeout=10) as client:  # a new connection each time: the kernel picks a worker
+            response = client.post(f"{url}/v1/chat/completions",
+                                   json={**CHAT, "stream": True, "mockstream": {"tokens": ["w"]}})
+        assert response.status_code == 200 and response.text.endswith("data: [DONE]\n\n")
+        seen.add(response.headers["x-mockstream-worker"])
+        if len(seen) == 2:
+            break
+    return seen
+
+
+def _parent_of(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^PPid:\s+(\d+)", status, re.MULTILINE)[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_two_workers_serve_streams_from_two_processes_and_all_exit_on_sigterm(tmp_path):
+    with serve(tmp_path, "--port", "0", "--speed", "0", "--workers", "2") as server:
+        assert "2 workers" in server.stdout_lines()[0]
+        pids = {int(pid) for pid in _pids_serving(server.url)}
+        assert len(pids) == 2, f"only one worker answered: {pids}"
+        assert server.process.pid not in pids
+        assert all(_parent_of(pid) == server.process.pid for pid in pids)
+        def logged() -> set[int]:
+            return {int(m[1]) for m in re.finditer(r"worker=(\d+)", "\n".join(server.access_lines()))}
+
+        assert wait_for(lambda: logged() == pids), logged()  # each worker logs its own requests
+        # a stream open on some worker while the supervisor is told to stop still finishes
+        threads, results, first_bytes = _open_streams(server.url, 4, {"tokens": ["s"] * 10, "itl_ms": 100})
+        first_bytes.wait()
+        code, took = server.signal_and_time()
+        for thread in threads:
+            thread.join(timeout=15)
+    assert code == 0
+    assert all(isinstance(r, tuple) and r[0].endswith("data: [DONE]\n\n") for r in results), results
+    assert took < 5
+    assert wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=5)
+
+
+def test_workers_stop_by_themselves_when_the_supervisor_is_killed(tmp_path):
+    with serve(tmp_path, "--port", "0", "--workers", "2") as server:
+        pids = {int(pid) for pid in _pids_serving(server.url)}
+        server.process.kill()
+        server.process.wait(timeout=10)
+        assert wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=5), "orphaned workers kept serving"
+
+
+def test_a_port_in_use_fails_before_any_worker_starts():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        for workers in ("1", "2"):
+            result = subprocess.run([MOCKSTREAM, "serve", "--port", str(port), "--workers", workers],
+                                    capture_output=True, text=True, timeout=30, env=env_only())
+            assert result.returncode == 1
+            assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+            assert result.stdout == ""
