@@ -52,7 +52,8 @@ async def _add_scenarios(request: web.Request) -> web.Response:
     try:
         added = parse_scenarios(body, "request body")
     except ScenarioError as exc:
-        raise RequestError(400, str(exc), code="invalid_scenario") from None
+        param = exc.problems[0].path if exc.problems else None
+        raise RequestError(400, str(exc), param, "invalid_scenario") from None
     for scenario in added:
         request.app[SCENARIOS].add(scenario)
     return web.json_response({"added": [s.name for s in added]})

@@ -41,6 +41,7 @@ class ScenarioError(ValueError):
     """A scenario file (or inline scenario) that does not validate; lists every problem at once."""
 
     def __init__(self, source: str, problems: list[Problem]):
+        self.problems = problems
         self.lines = [f"{source}: {p}" for p in problems]
         super().__init__("\n".join(self.lines))
 
@@ -108,3 +109,13 @@ def api_error(
         code if code is not None else default_code,
         type or default_type,
     )
+
+
+# The status whose defaults an in-band error (a 200 stream that fails) takes from its `code`.
+CODE_STATUS = {"rate_limit_exceeded": 429, "insufficient_quota": 429, "server_is_overloaded": 503}
+
+
+def in_band_error(model: str, message: str | None, type: str | None, code: str | None) -> RequestError:
+    """The error an `error_event` carries: its message and type follow its code (a rate limit that strikes
+    after the 200 reads like a 429), else the API's server error."""
+    return api_error(CODE_STATUS.get(code or "", 500), model, message, type, code)

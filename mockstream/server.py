@@ -20,8 +20,20 @@ from typing import Any
 from aiohttp import web
 
 from .dialects import chat, completions, messages, responses
-from .errors import RequestError, api_error
-from .faults import Disconnect, Fault, HttpError, Reset, SlowHeaders, Stall, describe, inject
+from .errors import RequestError, api_error, in_band_error
+from .faults import (
+    Disconnect,
+    ErrorEvent,
+    Fault,
+    HttpError,
+    Malformed,
+    Reset,
+    SlowHeaders,
+    Stall,
+    Truncate,
+    describe,
+    inject,
+)
 from .journal import DEFAULT_SIZE, Entry, Journal
 from .matching import Scenarios, Sequences, resolve
 from .plan import Plan, make_plan, request_seed
@@ -269,7 +281,11 @@ class Exchange:
         return await self._stream()
 
     def _http_error(self, fault: HttpError) -> web.Response:
-        wait = fault.retry_after if fault.retry_after is not None else (fault.retry_after_ms or 20_000) / 1000
+        wait = (
+            fault.retry_after
+            if fault.retry_after is not None
+            else (fault.retry_after_ms / 1000 if fault.retry_after_ms is not None else 20.0)
+        )
         error = api_error(fault.status, self.plan.model, fault.message, fault.type, fault.code, f"{wait:g}s")
         headers = {**self.dialect.headers(self.plan), "x-mockstream-scenario": self.plan.scenario}
         if fault.retry_after is not None:
@@ -310,8 +326,16 @@ class Exchange:
                 transport.close()
             self.finish(fault.outcome, None)
             return web.Response(status=204)  # never reaches the client: the connection is gone
+        if isinstance(fault, ErrorEvent):  # the answer failed while being generated: the API's error status
+            error = in_band_error(self.plan.model, fault.message, fault.type, fault.code)
+            self.finish(fault.outcome, error.status)
+            return web.json_response(
+                self.dialect.error_body(error), status=error.status, headers=self.dialect.headers(self.plan)
+            )
         body = json.dumps(self.dialect.complete(self.plan), ensure_ascii=False).encode()
-        self.finish(fault.outcome if fault is not None and fault.layer != "encode" else "completed", 200)
+        if isinstance(fault, (Malformed, Truncate)):  # the body ends half way: not valid JSON
+            body = body[: len(body) // 2]
+        self.finish(fault.outcome if fault is not None else "completed", 200)
         self.entry.bytes_sent = len(body)
         return web.Response(body=body, headers=_headers(self.dialect, self.plan, "application/json"))
 

@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import sse
-from ..errors import RequestError
+from ..errors import RequestError, in_band_error
 from ..faults import EVENT, TAIL, TOKEN, ErrorEvent
 from ..plan import Ask, Choice, Plan
 from . import Frame
 from .common import (
-    SERVER_ERROR,
     count_prompt_tokens,
     interleave,
     last_user_text,
@@ -124,13 +123,7 @@ def encode(plan: Plan) -> Iterator[Frame]:
 
 def error_frame(plan: Plan, fault: ErrorEvent, index: int) -> bytes:
     """The in-band error the API sends once a 200 stream has started: openai-python raises APIError."""
-    error = {
-        "message": fault.message or SERVER_ERROR,
-        "type": fault.type or "server_error",
-        "param": None,
-        "code": fault.code,
-    }
-    return sse.data(_dumps({"error": error}))
+    return sse.data(_dumps(in_band_error(plan.model, fault.message, fault.type, fault.code).body()))
 
 
 def _opens_with_call(choice: Choice) -> bool:

@@ -11,11 +11,11 @@ from typing import Any
 
 from .. import sse
 from ..content import count_tokens
-from ..errors import RequestError
+from ..errors import RequestError, in_band_error
 from ..faults import TAIL, TOKEN, ErrorEvent
 from ..plan import Ask, Choice, Plan
 from . import Frame
-from .common import SERVER_ERROR, interleave, openai_headers, require
+from .common import interleave, openai_headers, require
 
 name = "completions"
 MAX_N = 128
@@ -118,13 +118,7 @@ def _usage(plan: Plan) -> dict[str, int]:
 
 
 def error_frame(plan: Plan, fault: ErrorEvent, index: int) -> bytes:
-    error = {
-        "message": fault.message or SERVER_ERROR,
-        "type": fault.type or "server_error",
-        "param": None,
-        "code": fault.code,
-    }
-    return sse.data(_dumps({"error": error}))
+    return sse.data(_dumps(in_band_error(plan.model, fault.message, fault.type, fault.code).body()))
 
 
 def complete(plan: Plan) -> dict[str, Any]:

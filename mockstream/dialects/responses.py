@@ -14,11 +14,11 @@ from typing import Any
 
 from .. import sse
 from ..content import count_tokens
-from ..errors import RequestError
+from ..errors import RequestError, in_band_error
 from ..faults import EVENT, TAIL, TOKEN, ErrorEvent
 from ..plan import Ask, Choice, Plan
 from . import Frame
-from .common import SERVER_ERROR, interleave, message_text, openai_headers, require
+from .common import interleave, message_text, openai_headers, require
 
 name = "responses"
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -216,8 +216,8 @@ def _items(spelling: _Spelling, seq: Iterator[int]) -> Iterator[tuple[bytes, int
 
 def error_frame(plan: Plan, fault: ErrorEvent, index: int) -> bytes:
     """An `error` event, then `response.failed`: the stream's one terminal event."""
-    message = fault.message or SERVER_ERROR
-    code = fault.code or "server_error"
+    failure = in_band_error(plan.model, fault.message, fault.type, fault.code)
+    message, code = failure.message, failure.code or "server_error"
     spelling = _Spelling(plan)
     error = _event("error", index, {"code": code, "message": message, "param": None})
     failed = spelling.response("failed", [], error={"code": code, "message": message})
