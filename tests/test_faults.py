@@ -768,3 +768,45 @@ def test_fault_scenario_files_strike(make_server, kind):
     [entry] = settled(srv)
     assert entry["scenario"] == name
     assert entry["outcome"] == f"fault:{kind}"
+
+
+# ---------------------------------------------------------------- in-band faults on non-streamed answers ---
+@pytest.mark.parametrize(("code", "status", "error_class"), [
+    (None, 500, openai.InternalServerError),
+    ("rate_limit_exceeded", 429, openai.RateLimitError),
+    ("server_is_overloaded", 503, openai.InternalServerError),
+])
+def test_error_event_on_a_non_streamed_answer_is_the_status_its_code_implies(srv, code, status, error_class):
+    fault = {"kind": "error_event", **({"code": code} if code else {})}
+    client = OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+    with pytest.raises(error_class) as caught:
+        client.chat.completions.create(model="m", messages=MESSAGES,
+                                       extra_body={"mockstream": {"content": "hi", "fault": fault}})
+    client.close()
+    assert caught.value.status_code == status
+    assert caught.value.code == code
+    assert journal(srv)[-1]["outcome"] == "fault:error_event"
+
+
+def test_in_band_rate_limit_reads_like_a_429(srv):
+    client = OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+    stream = client.chat.completions.create(
+        model="gpt-x", messages=MESSAGES, stream=True,
+        extra_body={"mockstream": {"content": "a b", "fault": {"kind": "error_event", "code": "rate_limit_exceeded"}}})
+    with pytest.raises(openai.APIError) as caught:
+        list(stream)
+    client.close()
+    assert "Rate limit reached for gpt-x" in caught.value.message
+    assert caught.value.type == "requests"
+
+
+@pytest.mark.parametrize("kind", ["malformed", "truncate"])
+def test_a_non_streamed_answer_cut_in_half_is_not_json(srv, kind):
+    body = {"model": "m", "messages": MESSAGES, "mockstream": {"content": "a whole answer", "fault": {"kind": kind}}}
+    response = post(f"{srv.base_url}/chat/completions", json=body)
+    whole = post(f"{srv.base_url}/chat/completions", json={**body, "mockstream": {"content": "a whole answer"}})
+    assert response.status_code == 200
+    assert whole.json()["choices"][0]["message"]["content"] == "a whole answer"
+    assert response.content == whole.content[: len(whole.content) // 2]
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(response.content)
