@@ -103,14 +103,23 @@ def _message(plan: Plan, content: list, stop_reason: str | None, output_tokens: 
 def encode(plan: Plan) -> Iterator[Frame]:
     choice = plan.choices[0]
     yield 0.0, _event("message_start", {"message": _message(plan, [], None, 1)}), EVENT
-    yield 0.0, _event("ping", {}), EVENT
-    last = yield from interleave(plan, [_blocks(plan, choice)], lambda i: None)
+    last = yield from interleave(plan, [_with_ping(_blocks(plan, choice))], lambda i: None)
     delta = {
         "delta": {"stop_reason": STOP_REASONS[choice.finish_reason], "stop_sequence": None},
         "usage": {"output_tokens": plan.usage.completion_tokens},
     }
     yield last, _event("message_delta", delta), TAIL
     yield last, _event("message_stop", {}), TAIL
+
+
+def _with_ping(blocks: Iterator[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]:
+    """The API sends its `ping` right after the first `content_block_start` (after `message_start` when
+    the answer has no block)."""
+    first = next(blocks, None)
+    if first is not None:
+        yield first
+    yield _event("ping", {}), EVENT
+    yield from blocks
 
 
 def _blocks(plan: Plan, choice: Choice) -> Iterator[tuple[bytes, int]]:
