@@ -189,6 +189,13 @@ def test_a_list_of_prompts_gets_a_choice_each(client):
     assert [c.index for c in completion.choices] == [0, 1]
 
 
+@pytest.mark.parametrize(("prompt", "prompt_tokens", "choices"), [([7, 8, 9], 3, 1), ([[1, 2], [3]], 3, 2)])
+def test_token_array_prompts_are_accepted(client, prompt, prompt_tokens, choices):
+    completion = create(client, {"tokens": TOKENS}, prompt=prompt)
+    assert completion.usage.prompt_tokens == prompt_tokens
+    assert len(completion.choices) == choices
+
+
 # ---------------------------------------------------------------- faults through the SDK ---
 def test_fault_error_event_raises_api_error_after_k_deltas(client):
     chunks, exc = collect(client, {"tokens": TOKENS, "fault": {"kind": "error_event", "at_token": K,

@@ -267,6 +267,14 @@ def test_error_event_raises_api_status_error_after_k_deltas(client):
     assert exc.body == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
 
 
+def test_an_in_band_rate_limit_is_spelled_as_anthropic_does(client):
+    fault = {"kind": "error_event", "at_token": 1, "type": "requests", "code": "rate_limit_exceeded"}
+    events, _, exc = helper(client, {"tokens": TOKENS, "fault": fault})
+    assert text_deltas(events) == TOKENS[:1]
+    assert isinstance(exc, anthropic.APIStatusError)
+    assert exc.body["error"]["type"] == "rate_limit_error"
+
+
 def test_error_event_with_its_own_type_and_message(client):
     fault = {"kind": "error_event", "at_token": 1, "type": "api_error", "message": "Internal server error"}
     events, _, exc = helper(client, {"tokens": TOKENS, "fault": fault})
@@ -296,6 +304,7 @@ def test_http_error_in_anthropics_shape(client, server, status, error, kind):
     assert body["type"] == "error"
     assert body["error"]["type"] == kind
     assert body["error"]["message"]
+    assert "openai" not in body["error"]["message"].lower()  # Anthropic's words, not OpenAI's
     reply = read(server.url, "messages", request_body("messages", knobs))
     assert reply.status == status
     assert reply.headers["content-type"].startswith("application/json")

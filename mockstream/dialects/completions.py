@@ -28,13 +28,18 @@ def _dumps(value: Any) -> bytes:
 def parse(body: dict[str, Any]) -> Ask:
     model = require(body, "model", str, missing="you must provide a model parameter")
     prompt = body.get("prompt", "<|endoftext|>")
-    if isinstance(prompt, str):
-        prompts = [prompt]
-    elif isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
-        prompts = prompt
-    else:
+    prompts: list = [prompt] if isinstance(prompt, str) or _is_token_array(prompt) else prompt
+    if (
+        not isinstance(prompts, list)
+        or not prompts
+        or not all(isinstance(p, str) or _is_token_array(p) for p in prompts)
+    ):
         raise RequestError(
-            400, "Invalid type for 'prompt': expected a string or an array of strings.", "prompt", "invalid_type"
+            400,
+            "Invalid type for 'prompt': expected a string, an array of strings, an array of "
+            "tokens, or an array of token arrays.",
+            "prompt",
+            "invalid_type",
         )
     stream = require(body, "stream", bool, default=False)
     n = require(body, "n", int, default=1)
@@ -59,11 +64,17 @@ def parse(body: dict[str, Any]) -> Ask:
     return Ask(
         model=model,
         stream=stream,
-        prompt_tokens=sum(count_tokens(p) for p in prompts),
-        last_user=prompts[-1] if prompts else "",
+        prompt_tokens=sum(count_tokens(p) if isinstance(p, str) else len(p) for p in prompts),
+        last_user=prompts[-1] if isinstance(prompts[-1], str) else "",
         n=n * len(prompts),
         max_tokens=max_tokens,
         include_usage=include_usage,
+    )
+
+
+def _is_token_array(value: Any) -> bool:
+    return (
+        isinstance(value, list) and bool(value) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import sse
 from ..content import count_tokens
-from ..errors import RequestError
+from ..errors import API_ERRORS, CODE_STATUS, RequestError
 from ..faults import EVENT, TAIL, TOKEN, ErrorEvent
 from ..plan import Ask, Choice, Plan
 from . import Frame
@@ -144,7 +144,12 @@ def _blocks(plan: Plan, choice: Choice) -> Iterator[tuple[bytes, int]]:
 
 
 def error_frame(plan: Plan, fault: ErrorEvent, index: int) -> bytes:
-    kind = fault.type or ("api_error" if fault.message else "overloaded_error")
+    if fault.type in ERROR_TYPES.values():
+        kind = fault.type
+    elif fault.code in CODE_STATUS:
+        kind = ERROR_TYPES.get(CODE_STATUS[fault.code], "api_error")
+    else:
+        kind = "api_error" if fault.message else "overloaded_error"
     return _event("error", {"error": {"type": kind, "message": fault.message or "Overloaded"}})
 
 
@@ -162,7 +167,24 @@ def complete(plan: Plan) -> dict[str, Any]:
 
 def error_body(error: RequestError) -> dict[str, Any]:
     kind = ERROR_TYPES.get(error.status, "api_error" if error.status >= 500 else "invalid_request_error")
-    return {"type": "error", "error": {"type": kind, "message": error.message}}
+    message = DEFAULT_MESSAGES.get(error.status, error.message) if _is_openai_default(error) else error.message
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+# Anthropic's own words for a scripted error that gives no message of its own.
+DEFAULT_MESSAGES = {
+    401: "invalid x-api-key",
+    403: "Your API key does not have permission to use the specified resource.",
+    404: "Not found.",
+    429: "Number of request tokens has exceeded your per-minute rate limit.",
+    500: "Internal server error",
+    529: "Overloaded",
+}
+
+
+def _is_openai_default(error: RequestError) -> bool:
+    default = API_ERRORS.get(error.status)
+    return default is not None and error.message.startswith(default[2].split("{")[0])
 
 
 def headers(plan: Plan) -> dict[str, str]:
