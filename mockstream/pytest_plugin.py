@@ -10,8 +10,10 @@ test asks for a server, so installing mockstream costs other test sessions nothi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -20,9 +22,11 @@ if TYPE_CHECKING:
 
 OPTIONS = (
     ("speed", "0", "divide pacing delays by this; 0 (default) means tests never wait on pacing"),
-    ("scenarios", "", "directory of scenario files to load into the session's server"),
+    ("scenarios", "", "scenario directory (or file) for the session's server; an ini value is relative to the ini"),
     ("seed", "0", "server seed (same seed + same request = byte-identical answer)"),
 )
+SETTINGS = pytest.StashKey["tuple[float, int, Path | None]"]()
+T = TypeVar("T")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,6 +37,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[SETTINGS] = _settings(config)  # a bad value stops the session at once, not test by test
     config.addinivalue_line(
         "markers",
         "mockstream(**knobs): script the mock stream for this test (the knobs of a request's "
@@ -40,9 +45,45 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _setting(config: pytest.Config, name: str) -> str:
+def _speed(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < math.inf:
+        raise ValueError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _setting(config: pytest.Config, name: str, parse: Callable[[str], T]) -> T:
+    """The option if given, else the ini value; a bad one is a usage error naming where it came from."""
     value = config.getoption(f"mockstream_{name}")
-    return value if value is not None else config.getini(f"mockstream_{name}")
+    source = f"--mockstream-{name}"
+    if value is None:
+        value, source = config.getini(f"mockstream_{name}"), f"ini value mockstream_{name}"
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise pytest.UsageError(f"mockstream: {source}: {exc}") from None
+
+
+def _settings(config: pytest.Config) -> tuple[float, int, Path | None]:
+    speed, seed = _setting(config, "speed", _speed), _setting(config, "seed", _seed)
+    directory = _setting(config, "scenarios", str)
+    if not directory:
+        return speed, seed, None
+    path, source = Path(directory), "--mockstream-scenarios"
+    if config.getoption("mockstream_scenarios") is None:
+        source = "ini value mockstream_scenarios"
+        if config.inipath is not None:
+            path = config.inipath.parent / path  # relative to the ini file, wherever pytest runs from
+    if not path.exists():
+        raise pytest.UsageError(f"mockstream: {source}: no such file or directory: {str(path)!r}")
+    return speed, seed, path
 
 
 @pytest.fixture(scope="session")
@@ -51,12 +92,8 @@ def mockstream_server(pytestconfig: pytest.Config) -> Iterator[MockServer]:
     from .scenario import load_scenarios
     from .testing import MockServer
 
-    directory = _setting(pytestconfig, "scenarios")
-    scenarios = load_scenarios(directory) if directory else []
-    try:
-        speed, seed = float(_setting(pytestconfig, "speed")), int(_setting(pytestconfig, "seed"))
-    except ValueError as exc:
-        raise pytest.UsageError(f"mockstream: bad --mockstream-speed/--mockstream-seed: {exc}") from None
+    speed, seed, directory = pytestconfig.stash[SETTINGS]
+    scenarios = load_scenarios(directory) if directory is not None else []
     server = MockServer(scenarios, speed=speed, seed=seed).start()
     yield server
     server.stop()

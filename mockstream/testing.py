@@ -185,13 +185,21 @@ class MockHandle:
         """An `openai.OpenAI` client pointed at the server (needs the `openai` package)."""
         import openai
 
-        return openai.OpenAI(**{"base_url": self.base_url, "api_key": "mockstream", **options})
+        return openai.OpenAI(**self._client_options(options, openai.DefaultHttpxClient))
 
     def async_openai(self, **options: Any):
         """An `openai.AsyncOpenAI` client pointed at the server (needs the `openai` package)."""
         import openai
 
-        return openai.AsyncOpenAI(**{"base_url": self.base_url, "api_key": "mockstream", **options})
+        return openai.AsyncOpenAI(**self._client_options(options, openai.DefaultAsyncHttpxClient))
+
+    def _client_options(self, options: dict[str, Any], http_client: Callable[..., Any]) -> dict[str, Any]:
+        options = {"base_url": self.base_url, "api_key": "mockstream", **options}
+        if "http_client" not in options and str(options["base_url"]).startswith("http://"):
+            # Plain HTTP needs no TLS: without verify=False httpx loads the CA store for every client,
+            # which costs more than the whole rest of a short streaming test.
+            options["http_client"] = http_client(verify=False)
+        return options
 
     def errors(self) -> list[BaseException]:
         """Unexpected exceptions the server raised since the last reset (taken: each is reported once)."""
