@@ -61,6 +61,7 @@ SEQUENCES = web.AppKey("sequences", Sequences)
 JOURNAL = web.AppKey("journal", Journal)
 ROLLS = web.AppKey("rolls", random.Random)
 PACER = web.AppKey("pacer", Pacer)
+CORS_ORIGINS = web.AppKey("cors_origins", tuple)
 ERRORS = web.AppKey("errors", list)  # unexpected exceptions, kept for the test that caused them
 # the journal entry of an API request, for the access log of `mockstream serve`
 ENTRY = web.RequestKey("entry", Entry) if hasattr(web, "RequestKey") else "mockstream.entry"
@@ -96,6 +97,7 @@ def create_app(
     app[ROLLS] = random.Random(seed)
     app[PACER] = Pacer()
     app[ERRORS] = []
+    app[CORS_ORIGINS] = tuple(cors_origins)
     from . import admin  # admin reads the keys above
 
     admin.add_routes(app)
@@ -129,7 +131,8 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
     except RequestError as error:
         return _error_response(error)
     except web.HTTPNotFound:
-        return _error_response(RequestError(404, f"Invalid URL ({request.method} {request.path})"))
+        error = RequestError(404, f"Invalid URL ({request.method} {request.path})")
+        return _cors(request, _error_response(error))
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
         error = RequestError(
@@ -137,7 +140,7 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
             f"Method {request.method} not allowed on {request.path}; allowed: {allowed}.",
             code="method_not_allowed",
         )
-        return _error_response(error, headers={"Allow": allowed})
+        return _cors(request, _error_response(error, headers={"Allow": allowed}))
     except web.HTTPRequestEntityTooLarge:
         return _error_response(
             RequestError(413, f"Request body too large: the limit is {MAX_BODY} bytes.", code="request_too_large")
@@ -150,6 +153,17 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
         return _error_response(
             RequestError(500, f"mockstream internal error: {exc!r}", type="server_error", code="internal_error")
         )
+
+
+def _cors(request: web.Request, response: web.Response) -> web.Response:
+    """CORS headers on a 404 or 405 (no route, so the CORS setup never sees it): a page on another origin
+    then reads the error instead of a bare "Failed to fetch"."""
+    origin = request.headers.get("Origin")
+    allowed = request.app[CORS_ORIGINS]
+    if origin and ("*" in allowed or origin in allowed):
+        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
+        response.headers["Access-Control-Expose-Headers"] = "x-request-id"
+    return response
 
 
 async def _read_json(request: web.Request) -> dict[str, Any]:

@@ -296,3 +296,12 @@ def test_a_body_just_under_the_limit_is_served(http):
     response = http.post("/chat/completions", json=body)
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "ok"
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/nowhere"), ("PUT", "/v1/chat/completions")])
+def test_errors_without_a_route_carry_cors_headers(server, method, path):
+    """A page on another origin can read the 404/405, not just a bare network error."""
+    response = httpx.request(method, server.url + path, headers={"Origin": "http://localhost:5173"})
+    assert response.status_code in (404, 405)
+    assert response.headers.get("access-control-allow-origin") == "*"
+    assert "x-request-id" in response.headers.get("access-control-expose-headers", "")
