@@ -138,14 +138,23 @@ class Stream:
     async def write_due(self, loop: asyncio.AbstractEventLoop) -> None:
         """Write every write that is due now (one at a time when writes must stay apart)."""
         response = self.response
-        while self.item is not None and self.due() <= loop.time() + SLACK:
-            _, data, events = self.item
+        limit = loop.time() + SLACK  # read the clock again only when the next write seems not due yet
+        while (item := self.item) is not None:
+            due = self.start + item[0]  # = self.due(), inline: this loop runs once per event
+            if self.not_before > due:
+                due = self.not_before
+            if due > limit:
+                limit = loop.time() + SLACK
+                if due > limit:
+                    return
+            _, data, events = item
             if isinstance(data, Fault):
                 if not self._strike(data, loop):
                     return
             else:
                 await response.write(data)
                 now = loop.time()
+                limit = now + SLACK
                 if self.first_byte is None:
                     self.first_byte = now
                 self.last_byte = now
