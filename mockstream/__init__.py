@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from .errors import RequestError, ScenarioError
-from .scenario import Scenario, load_scenarios
-
+# Every name is loaded on first use: pytest loads the plugin (and so this package) in every session of a
+# project that has mockstream installed, and `mockstream --help` should answer at once.
+_HOMES = {
+    "Entry": "journal",
+    "MockHandle": "testing",
+    "MockServer": "testing",
+    "RequestError": "errors",
+    "Scenario": "scenario",
+    "ScenarioError": "errors",
+    "create_app": "server",
+    "load_scenarios": "scenario",
+}
 __all__ = [
+    "Entry",
     "MockHandle",
     "MockServer",
     "RequestError",
@@ -17,13 +30,16 @@ __all__ = [
     "create_app",
     "load_scenarios",
 ]
-_SERVER_SIDE = {"MockHandle": "testing", "MockServer": "testing", "create_app": "server"}
+
+if TYPE_CHECKING:
+    from .errors import RequestError, ScenarioError
+    from .journal import Entry
+    from .scenario import Scenario, load_scenarios
+    from .server import create_app
+    from .testing import MockHandle, MockServer
 
 
 def __getattr__(name: str):
-    # The server pulls in aiohttp: loaded only when asked for, so `import mockstream` stays light.
-    if name in _SERVER_SIDE:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_SERVER_SIDE[name]}", __name__), name)
+    if name in _HOMES:
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
     raise AttributeError(f"module 'mockstream' has no attribute {name!r}")

@@ -256,7 +256,17 @@ def _dialect_handler(dialect: Any, read_body: Callable[[web.Request], Awaitable[
             exchange.finish(exchange.cut_short())
             raise
 
-    return handle
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handle(request)
+        except Exception:  # a bug of ours before the response started: the middleware answers 500
+            entry = request.get(ENTRY)
+            if entry is not None and entry.outcome == "in_progress":
+                entry.status, entry.outcome = 500, "internal_error"
+                entry.duration_ms = round((time.time() - entry.time) * 1000, 3)
+            raise
+
+    return guarded
 
 
 def _roll(app: web.Application, fault: Fault | None) -> Fault | None:
@@ -363,6 +373,21 @@ class Exchange:
             self.finish("client_disconnected")
             return response
         transport = self.request.transport
+        try:
+            await self._send(response, transport)
+        except ConnectionError:
+            self.finish("client_disconnected")
+        except Exception as exc:  # a bug of ours after the 200 went out: cut the stream, keep the error for tests
+            log.exception("internal error while streaming %s", self.request.path)
+            self.request.app[ERRORS].append(exc)
+            self.finish("internal_error")
+            if transport is not None:
+                transport.close()
+        return response
+
+    async def _send(self, response: web.StreamResponse, transport: asyncio.BaseTransport | None) -> None:
+        """Encode, inject the fault, cut into writes and deliver: the body of a prepared stream."""
+        plan = self.plan
         if plan.delivery.chunk_bytes and transport is not None:
             no_delay(transport)
         frames = self.dialect.encode(plan)
@@ -370,22 +395,10 @@ class Exchange:
             frames = inject(frames, plan.fault, partial(self.dialect.error_frame, plan))
         gap = plan.delivery.chunk_gap if plan.delivery.chunk_bytes else 0.0
         self.stream = stream = Stream(response, transport, writes(frames, plan.delivery), self.start, gap)
-        try:
-            await deliver(stream, self.request.app[PACER])
-            if stream.ended_by is None or isinstance(stream.ended_by, Stall):
-                await response.write_eof()
-        except ConnectionError:
-            self.finish("client_disconnected")
-            return response
-        except Exception as exc:  # a bug of ours after the 200 went out: cut the stream, keep the error for tests
-            log.exception("internal error while streaming %s", self.request.path)
-            self.request.app[ERRORS].append(exc)
-            self.finish("internal_error")
-            if transport is not None:
-                transport.close()
-            return response
+        await deliver(stream, self.request.app[PACER])
+        if stream.ended_by is None or isinstance(stream.ended_by, Stall):
+            await response.write_eof()
         self.finish(plan.fault.outcome if plan.fault is not None else "completed")
-        return response
 
     def cut_short(self) -> str:
         """Why a cancelled exchange ended: our own disconnect/reset fault closing the socket (aiohttp then

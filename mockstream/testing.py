@@ -13,11 +13,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import server
 from .journal import Entry
 from .scenario import Scenario, load_scenarios
-from .server import ERRORS, JOURNAL, ROLLS, SCENARIOS, SEQUENCES, SETTINGS, create_app
+from .server import ERRORS, JOURNAL, ROLLS, SCENARIOS, SEQUENCES, SETTINGS
 
-__all__ = ["MockHandle", "MockServer", "create_app"]
+__all__ = ["Entry", "MockHandle", "MockServer", "create_app"]
+
+
+def create_app(scenarios: Iterable[Scenario] = (), *, speed: float = 0.0, **options: Any):
+    """The server's app for in-loop tests (pytest-aiohttp's `aiohttp_client`): like
+    `mockstream.server.create_app`, but with no pacing delays unless a test asks for them."""
+    return server.create_app(scenarios, speed=speed, **options)
 
 T = TypeVar("T")
 

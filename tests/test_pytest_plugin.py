@@ -270,6 +270,13 @@ def test_the_next_test_is_not_blamed(mockstream):
 '''
 
 
+@pytest.fixture(autouse=True)
+def _not_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When this suite itself runs under xdist, the inner sessions must not inherit the worker's identity."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def write_session(pytester: pytest.Pytester, ini_extra: str = "", **modules: str) -> None:
     pytester.makeini(INI.format(extra=ini_extra))
     pytester.makeconftest(CONFTEST)
