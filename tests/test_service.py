@@ -453,3 +453,44 @@ def test_a_port_in_use_fails_before_any_worker_starts():
             assert result.returncode == 1
             assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
             assert result.stdout == ""
+
+
+# ---------------------------------------------------------------- the examples users copy ---
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _service_settings(path: str) -> list[dict[str, str]]:
+    """The MOCKSTREAM_* settings each example gives its mockstream service, container or pod."""
+    import yaml
+
+    documents = list(yaml.safe_load_all((EXAMPLES / path).read_text()))
+    if path == "kubernetes.yaml":
+        pods = [doc["spec"]["template"]["spec"] for doc in documents if doc["kind"] == "Deployment"]
+        return [{e["name"]: e["value"] for e in c["env"]} for pod in pods for c in pod["containers"]]
+    document = documents[0]
+    if path == "github-actions.yml":
+        return [document["jobs"]["test"]["services"]["mockstream"]["env"]]
+    if path == "gitlab-ci.yml":
+        return [service["variables"] for service in document["test"]["services"]]
+    return [document["services"]["mockstream"]["environment"]]  # docker-compose.yml
+
+
+@pytest.mark.parametrize("path", ["github-actions.yml", "gitlab-ci.yml", "docker-compose.yml", "kubernetes.yaml"])
+def test_every_example_configures_a_server_that_starts(path):
+    """Each example's variables are real settings with valid values, and its scenarios (with the mounted
+    folder, where it mounts one) load, as `mockstream serve` in the image would load them."""
+    from mockstream.cli import SERVE_FLAGS, _env_defaults, _scenarios
+
+    known = {flag.env for flag in SERVE_FLAGS}
+    for settings in _service_settings(path):
+        assert settings and set(settings) <= known, set(settings) - known
+        options = _env_defaults(SERVE_FLAGS, {k: str(v) for k, v in settings.items()})
+        if path == "docker-compose.yml":
+            options["scenarios"] = str(EXAMPLES.parent / "scenarios")  # its ../scenarios:/scenarios mount
+        loaded = _scenarios(options, "MOCKSTREAM_SCENARIOS_INLINE")
+        assert loaded and all(s.description for s in loaded if s.source == "MOCKSTREAM_SCENARIOS_INLINE")
+
+
+def test_the_readme_shows_the_github_actions_example_as_it_is_in_examples():
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    assert (EXAMPLES / "github-actions.yml").read_text() in readme
