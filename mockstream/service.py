@@ -1,4 +1,4 @@
-"""Running the app as a service: listen, then stop on SIGTERM/SIGINT with a graceful drain.
+"""`mockstream serve` as a service: listen (one process or `--workers`), then stop on SIGTERM/SIGINT with a drain.
 
 The drain: stop accepting at once, close idle keep-alive connections, let requests in flight finish for up to
 the grace period, then cancel what is left and exit. It keeps its own set of the handlers in flight (a
@@ -13,10 +13,16 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+
+from . import __version__
+from .logs import AccessLog, announce
+from .server import create_app
+from .workers import reserve, supervise
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 CUT_TIMEOUT = 0.25  # after the grace period: how long a cancelled handler may take to journal its ending
@@ -126,3 +132,102 @@ def _watch_parent(loop: asyncio.AbstractEventLoop, parent: int, stop: asyncio.Ev
             loop.call_later(1.0, check)
 
     loop.call_later(1.0, check)
+
+
+# ---------------------------------------------------------------- `mockstream serve` ---
+def start(scenarios: list, options: dict[str, Any]) -> int:
+    """Serve with the options of `mockstream serve` (flag names as keys): one process, or `--workers` of them."""
+    if options["workers"] == 1:
+        return serve_one(scenarios, options, lambda host, port: announce_start(options, host, port, len(scenarios)))
+    return serve_many(scenarios, options)
+
+
+def announce_start(
+    options: dict[str, Any], host: str, port: int, loaded: int, workers: list[int] | None = None
+) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+    several = f", {len(workers)} workers" if workers else ""
+    announce(
+        f"mockstream {__version__} listening on {url} (base_url {url}/v1, {loaded} scenarios loaded{several})",
+        options["log_format"],
+        url=url,
+        base_url=f"{url}/v1",
+        scenarios=loaded,
+        workers=workers or [os.getpid()],
+    )
+
+
+def serve_one(
+    scenarios: list,
+    options: dict[str, Any],
+    on_ready: Callable[[str, int], None],
+    reuse_port: bool = False,
+    parent: int | None = None,
+) -> int:
+    """One server process (the only one, or a worker): exit code 0 after a drain, 1 if it cannot listen."""
+    app = create_app(
+        scenarios,
+        seed=options["seed"],
+        speed=options["speed"],
+        journal_size=options["journal_size"],
+        cors_origins=options["cors_origin"],
+        routes=dict(options["route"]),
+        static=options["static"],
+    )
+    try:
+        import uvloop
+    except ImportError:
+        runner: Callable = asyncio.run
+    else:
+        runner = uvloop.run
+    service = run(
+        app,
+        options["host"],
+        options["port"],
+        grace=options["shutdown_grace"],
+        reuse_port=reuse_port,
+        access_log=AccessLog(options["log_format"]) if options["access_log"] else None,
+        aiohttp_log=options["log_level"] == "debug",
+        on_ready=on_ready,
+        parent=parent,
+    )
+    try:
+        runner(service)
+    except OSError as exc:
+        print(
+            f"mockstream: cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def serve_many(scenarios: list, options: dict[str, Any]) -> int:
+    """`--workers N`: the supervisor reserves the port, forks the workers and waits for them."""
+    try:
+        reserved = reserve(options["host"], options["port"])
+    except OSError as exc:
+        print(
+            f"mockstream: cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
+    host, port = reserved.getsockname()[:2]
+    supervisor = os.getpid()
+
+    def work(ready_fd: int) -> int:
+        reserved.close()
+
+        def ready(host: str, port: int) -> None:
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
+
+        return serve_one(scenarios, {**options, "port": port}, ready, reuse_port=True, parent=supervisor)
+
+    def all_ready(pids: list[int]) -> None:
+        reserved.close()
+        announce_start(options, host, port, len(scenarios), pids)
+
+    try:
+        return supervise(options["workers"], work, all_ready)
+    finally:
+        reserved.close()
