@@ -1,7 +1,9 @@
 """Scenario knobs + the request + a seed -> a concrete, deterministic Plan of what will be said.
 
 The Plan is dialect-neutral: dialects spell it, the transport delivers it. Everything random in it
-(ids, Faker text, jitter) comes from one `random.Random` seeded from the seed and the request.
+(ids, Faker text, jitter) comes from the seed, itself derived from the server seed and the request: ids,
+`created` and the Faker seeds are cut from BLAKE2b digests of the seed (one digest per answer, one per
+choice and tool call: no `random.Random` to seed, no draw per character), jitter from a `random.Random`.
 """
 
 from __future__ import annotations
@@ -123,20 +125,32 @@ def request_seed(seed: int, body: Any, scenario: str = "") -> int:
     return int.from_bytes(digest, "big")
 
 
-def _ids(rng: random.Random, length: int) -> str:
-    return "".join(rng.choice(_ALNUM) for _ in range(length))
+# byte -> alphanumeric character: ids are random bytes translated in one call (a 256-byte table, so 8 of
+# the 62 characters are a little likelier: ids stay unique enough for a mock, and are cheap)
+_ALNUM_TABLE = bytes(ord(_ALNUM[i % len(_ALNUM)]) for i in range(256))
+
+
+def _draw(seed: int, *labels: int) -> bytes:
+    """64 bytes that depend only on the seed and the labels: the source of every id in a plan."""
+    key = ":".join(map(str, (seed, *labels))).encode()
+    return hashlib.blake2b(key, digest_size=64).digest()
+
+
+def _ids(data: bytes) -> str:
+    """An alphanumeric id as long as `data`."""
+    return data.translate(_ALNUM_TABLE).decode("ascii")
 
 
 def make_plan(
     knobs: Mapping[str, Any], ask: Ask, *, seed: int, speed: float, scenario: str, fault: Fault | None = None
 ) -> Plan:
     """Turn merged knobs and a request into the exact answer, ready to encode."""
-    rng = random.Random(seed)
-    uid = _ids(rng, 29)
-    request_id = f"req_{rng.getrandbits(128):032x}"
-    created = 1_700_000_000 + rng.randrange(60_000_000)
-    fingerprint = f"fp_{rng.getrandbits(40):010x}"
-    choices = tuple(_choice(i, knobs, ask, rng) for i in range(ask.n))
+    draw = _draw(seed)  # uid 29 bytes | request id 16 | created 4 | fingerprint 5 | jitter seed 8
+    uid = _ids(draw[:29])
+    request_id = "req_" + draw[29:45].hex()
+    created = 1_700_000_000 + int.from_bytes(draw[45:49], "big") % 60_000_000
+    fingerprint = "fp_" + draw[49:54].hex()
+    choices = tuple(_choice(i, knobs, ask, seed) for i in range(ask.n))
     usage = Usage(ask.prompt_tokens, sum(c.completion_tokens for c in choices))
     chunk_gap = knobs.get("chunk_gap_ms", DEFAULT_CHUNK_GAP_MS) / 1000
     delivery = Delivery(knobs.get("chunk_bytes"), chunk_gap, knobs.get("events_per_write", 1))
@@ -152,14 +166,14 @@ def make_plan(
         ask,
         Pacing.from_knobs(dict(knobs), speed),
         delivery,
-        rng.getrandbits(64),
+        int.from_bytes(draw[54:62], "big"),
         fault,
         knobs.get("done", True),
     )
 
 
-def _choice(index: int, knobs: Mapping[str, Any], ask: Ask, rng: random.Random) -> Choice:
-    text_seed = rng.getrandbits(64)
+def _choice(index: int, knobs: Mapping[str, Any], ask: Ask, seed: int) -> Choice:
+    text_seed = int.from_bytes(_draw(seed, index)[:8], "big")
     if "tokens" in knobs:
         tokens: Sequence[str] = knobs["tokens"]
     elif "random_tokens" in knobs:
@@ -168,12 +182,12 @@ def _choice(index: int, knobs: Mapping[str, Any], ask: Ask, rng: random.Random) 
         tokens = content.tokenize(knobs.get("content", ""))
     calls = tuple(
         ToolCall(
-            call.get("id") or f"call_{_ids(rng, 24)}",
+            call.get("id") or "call_" + _ids(_draw(seed, index, number)[:24]),
             call["name"],
             call["arguments"],
             tuple(content.tokenize(call["arguments"])),
         )
-        for call in knobs.get("tool_calls", ())
+        for number, call in enumerate(knobs.get("tool_calls", ()))
     )
     finish = knobs.get("finish_reason") or ("tool_calls" if calls else "stop")
     if ask.max_tokens is not None:
