@@ -17,7 +17,7 @@ REDACTED = ("authorization", "x-api-key", "api-key")
 DEFAULT_SIZE = 1000
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One API request. `outcome`: in_progress, completed, fault:<kind>, client_disconnected or rejected."""
 

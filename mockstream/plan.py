@@ -25,7 +25,7 @@ DEFAULT_LOCALE = "en_US"
 DEFAULT_CHUNK_GAP_MS = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ask:
     """What a request asks for, in the same words for every dialect."""
 
@@ -38,7 +38,7 @@ class Ask:
     include_usage: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolCall:
     id: str
     name: str
@@ -46,7 +46,7 @@ class ToolCall:
     fragments: tuple[str, ...]  # `arguments` in the pieces it streams in
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Choice:
     index: int
     tokens: Sequence[str]
@@ -62,7 +62,7 @@ class Choice:
         return len(self.tokens) + sum(len(call.fragments) for call in self.tool_calls)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int
     completion_tokens: int
@@ -72,7 +72,7 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """How bytes reach the socket: write sizes and grouping (the transport's knobs)."""
 
@@ -81,7 +81,7 @@ class Delivery:
     events_per_write: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     uid: str  # dialects prefix it: chatcmpl-<uid>, resp_<uid>, msg_<uid>
     request_id: str

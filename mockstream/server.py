@@ -25,6 +25,7 @@ from .faults import (
     Disconnect,
     ErrorEvent,
     Fault,
+    Frame,
     HttpError,
     Malformed,
     Reset,
@@ -38,7 +39,7 @@ from .journal import DEFAULT_SIZE, Entry, Journal
 from .matching import Scenarios, Sequences, resolve
 from .plan import Plan, make_plan, request_seed
 from .scenario import Scenario, check_knobs
-from .transport import Pacer, Stream, deliver, linger_zero, no_delay, writes
+from .transport import Pacer, Stream, linger_zero, no_delay, writes
 
 log = logging.getLogger("mockstream")
 
@@ -214,51 +215,51 @@ def _dialect_handler(dialect: Any, read_body: Callable[[web.Request], Awaitable[
     read_body = read_body or _read_json
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        app = request.app
-        entry = app[JOURNAL].open(request.method, request.path, request.headers)
-        request[ENTRY] = entry
-        entry.session = request.headers.get(SESSION_HEADER)
-        if "Last-Event-ID" in request.headers:
-            entry.extra["last_event_id"] = request.headers["Last-Event-ID"]
+        # One coroutine for the whole exchange (no wrapper layer): each layer costs memory per open stream
+        # and a resume per wake-up.
         try:
-            body = await read_body(request)
-            entry.body = body
-            ask = dialect.parse(body)
-            knobs = _request_knobs(body)
-            scenario = app[SCENARIOS].select(request.headers, knobs, ask)
-        except RequestError as error:
-            _close_entry(entry, error.status, "rejected", start, loop)
-            return _error_response(error, dialect)
-        except web.HTTPException as exc:  # aiohttp refused the body (413): the middleware answers
-            _close_entry(entry, exc.status, "rejected", start, loop)
-            raise
-        entry.scenario = scenario.name
-        merged, position = resolve(scenario, knobs, entry.session, app[SEQUENCES])
-        if position is not None:
-            entry.extra["sequence_index"] = position
-        settings = app[SETTINGS]
-        plan = make_plan(
-            merged,
-            ask,
-            seed=request_seed(merged.get("seed", settings.seed), body, f"{scenario.name}\0{position}"),
-            speed=settings.speed,
-            scenario=scenario.name,
-            fault=_roll(app, merged.get("fault")),
-        )
-        if plan.fault is not None:
-            entry.extra["fault"] = describe(plan.fault)
-        exchange = Exchange(request, dialect, plan, entry, start)
-        try:
-            return await exchange.answer()
-        except asyncio.CancelledError:
-            exchange.finish(exchange.cut_short())
-            raise
-
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handle(request)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            app = request.app
+            headers = request.headers
+            entry = app[JOURNAL].open(request.method, request.path, headers)
+            request[ENTRY] = entry
+            entry.session = headers.get(SESSION_HEADER)
+            if "Last-Event-ID" in headers:
+                entry.extra["last_event_id"] = headers["Last-Event-ID"]
+            try:
+                body = await read_body(request)
+                entry.body = body
+                ask = dialect.parse(body)
+                knobs = _request_knobs(body)
+                scenario = app[SCENARIOS].select(headers, knobs, ask)
+            except RequestError as error:
+                _close_entry(entry, error.status, "rejected", start, loop)
+                return _error_response(error, dialect)
+            except web.HTTPException as exc:  # aiohttp refused the body (413): the middleware answers
+                _close_entry(entry, exc.status, "rejected", start, loop)
+                raise
+            entry.scenario = scenario.name
+            merged, position = resolve(scenario, knobs, entry.session, app[SEQUENCES])
+            if position is not None:
+                entry.extra["sequence_index"] = position
+            settings = app[SETTINGS]
+            plan = make_plan(
+                merged,
+                ask,
+                seed=request_seed(merged.get("seed", settings.seed), body, f"{scenario.name}\0{position}"),
+                speed=settings.speed,
+                scenario=scenario.name,
+                fault=_roll(app, merged.get("fault")),
+            )
+            if plan.fault is not None:
+                entry.extra["fault"] = describe(plan.fault)
+            exchange = Exchange(request, dialect, plan, entry, start)
+            try:
+                return await exchange.answer()
+            except asyncio.CancelledError:
+                exchange.finish(exchange.cut_short())
+                raise
         except Exception:  # a bug of ours before the response started: the middleware answers 500
             entry = request.get(ENTRY)
             if entry is not None and entry.outcome == "in_progress":
@@ -266,7 +267,7 @@ def _dialect_handler(dialect: Any, read_body: Callable[[web.Request], Awaitable[
                 entry.duration_ms = round((time.time() - entry.time) * 1000, 3)
             raise
 
-    return guarded
+    return handle
 
 
 def _roll(app: web.Application, fault: Fault | None) -> Fault | None:
@@ -285,6 +286,8 @@ def _close_entry(entry: Entry, status: int, outcome: str, start: float, loop: as
 class Exchange:
     """One answered request: applies the plan's fault in the layer that owns it and journals the ending."""
 
+    __slots__ = ("dialect", "entry", "loop", "plan", "request", "start", "stream")
+
     def __init__(self, request: web.Request, dialect: Any, plan: Plan, entry: Entry, start: float):
         self.request = request
         self.dialect = dialect
@@ -294,7 +297,13 @@ class Exchange:
         self.loop = asyncio.get_running_loop()
         self.stream: Stream | None = None
 
-    async def answer(self) -> web.StreamResponse:
+    def answer(self) -> Awaitable[web.StreamResponse]:
+        """The coroutine that answers: a stream is answered by `_stream` itself (no layer above it)."""
+        if self.plan.ask.stream and not isinstance(self.plan.fault, (HttpError, SlowHeaders)):
+            return self._stream()
+        return self._answer()
+
+    async def _answer(self) -> web.StreamResponse:
         fault = self.plan.fault
         if isinstance(fault, HttpError):
             return self._http_error(fault)
@@ -374,7 +383,27 @@ class Exchange:
             return response
         transport = self.request.transport
         try:
-            await self._send(response, transport)
+            # Encode, inject the fault, cut into writes and deliver (inline: no coroutine layer per step).
+            if plan.delivery.chunk_bytes and transport is not None:
+                no_delay(transport)
+            gap = plan.delivery.chunk_gap if plan.delivery.chunk_bytes else 0.0
+            # The frame generators are referenced by the stream alone: it lets go of them once it has ended.
+            self.stream = stream = Stream(response, transport, writes(self._frames(), plan.delivery), self.start, gap)
+            loop = self.loop
+            pacer = self.request.app[PACER]
+            while stream.item is not None:  # = transport.deliver, inline
+                await stream.write_due(loop)
+                if stream.item is None:
+                    break
+                if stream.backed_up():
+                    await asyncio.sleep(max(0.0, stream.due() - loop.time()))
+                else:
+                    await pacer.run(stream)
+            if stream.parked:
+                await loop.create_future()  # silence until the client leaves and the handler is cancelled
+            if stream.ended_by is None or isinstance(stream.ended_by, Stall):
+                await response.write_eof()
+            self.finish(plan.fault.outcome if plan.fault is not None else "completed")
         except ConnectionError:
             self.finish("client_disconnected")
         except Exception as exc:  # a bug of ours after the 200 went out: cut the stream, keep the error for tests
@@ -385,20 +414,12 @@ class Exchange:
                 transport.close()
         return response
 
-    async def _send(self, response: web.StreamResponse, transport: asyncio.BaseTransport | None) -> None:
-        """Encode, inject the fault, cut into writes and deliver: the body of a prepared stream."""
+    def _frames(self) -> Iterable[Frame]:
         plan = self.plan
-        if plan.delivery.chunk_bytes and transport is not None:
-            no_delay(transport)
         frames = self.dialect.encode(plan)
         if plan.fault is not None and plan.fault.layer != "http":
             frames = inject(frames, plan.fault, partial(self.dialect.error_frame, plan))
-        gap = plan.delivery.chunk_gap if plan.delivery.chunk_bytes else 0.0
-        self.stream = stream = Stream(response, transport, writes(frames, plan.delivery), self.start, gap)
-        await deliver(stream, self.request.app[PACER])
-        if stream.ended_by is None or isinstance(stream.ended_by, Stall):
-            await response.write_eof()
-        self.finish(plan.fault.outcome if plan.fault is not None else "completed")
+        return frames
 
     def cut_short(self) -> str:
         """Why a cancelled exchange ended: our own disconnect/reset fault closing the socket (aiohttp then

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pacing:
     ttft: float = 0.0  # seconds to the first token
     itl: float = 0.0  # seconds between tokens

@@ -84,6 +84,9 @@ def _cut(frames: Iterable[Frame], size: int) -> Iterator[Write]:
         yield buffer_due, buffer, len(ends)
 
 
+_ENDED: Iterator[Write] = iter(())
+
+
 class Stream:
     """One response on its way out: the writes still to send, how far it got, and how it ended."""
 
@@ -172,6 +175,7 @@ class Stream:
             if fault.ms is None:
                 self.parked = True
                 self.item = None
+                self.writes = _ENDED  # let go of the frame generators: a parked stream writes nothing more
                 return False
             self.start += fault.ms / 1000  # every later deadline moves by the stall
             self.not_before = loop.time() + fault.ms / 1000
@@ -183,6 +187,7 @@ class Stream:
             linger_zero(transport)
         self.ended_by = fault
         self.item = None
+        self.writes = _ENDED
         if transport is not None:
             transport.close()
         return False
