@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from aiohttp import web
+from multidict import istr
 
 from .dialects import chat, completions, messages, responses
 from .errors import RequestError, api_error, in_band_error
@@ -200,14 +201,30 @@ def _request_knobs(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- streaming ---
+# Header names as shared `istr`s: a response's CIMultiDict then keeps these objects instead of making a
+# case-folded copy of every name when it is built and again when it is serialized (~2.3 KiB per open stream).
+_KEYS: dict[str, istr] = {}
+_CONTENT_TYPE, _CACHE_CONTROL, _ACCEL_BUFFERING, _SCENARIO_HEADER = map(
+    istr, ("Content-Type", "Cache-Control", "X-Accel-Buffering", "x-mockstream-scenario")
+)
+
+
+def _key(name: str) -> istr:
+    key = _KEYS.get(name)
+    if key is None:
+        key = istr(name)
+        if len(_KEYS) < 1024:
+            _KEYS[name] = key
+    return key
+
+
 def _headers(dialect: Any, plan: Plan, content_type: str) -> dict[str, str]:
-    return {
-        "Content-Type": content_type,
-        "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-        **dialect.headers(plan),
-        "x-mockstream-scenario": plan.scenario,
-    }
+    headers = {_CONTENT_TYPE: content_type, _CACHE_CONTROL: "no-cache", _ACCEL_BUFFERING: "no"}
+    keys = _KEYS
+    for name, value in dialect.headers(plan).items():
+        headers[keys.get(name) or _key(name)] = value
+    headers[_SCENARIO_HEADER] = plan.scenario
+    return headers
 
 
 def _dialect_handler(dialect: Any, read_body: Callable[[web.Request], Awaitable[dict[str, Any]]] | None = None):
