@@ -139,7 +139,9 @@ class Stream:
         return transport is not None and transport.get_write_buffer_size() > BACKED_UP  # type: ignore[attr-defined]
 
     async def write_due(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Write every write that is due now (one at a time when writes must stay apart)."""
+        """Write every write that is due now (one at a time when writes must stay apart).
+
+        `Pacer._drive` runs the same loop inline: keep the two in step."""
         response = self.response
         limit = loop.time() + SLACK  # read the clock again only when the next write seems not due yet
         while (item := self.item) is not None:
@@ -263,18 +265,48 @@ class Pacer:
                 if stream.backed_up():
                     future.set_result(None)
                     continue
+                # = `await stream.write_due(loop)`, inline: no coroutine object per stream per wake-up
                 try:
-                    await stream.write_due(loop)
+                    response = stream.response
+                    limit = loop.time() + SLACK
+                    while (item := stream.item) is not None:
+                        due = stream.start + item[0]
+                        if stream.not_before > due:
+                            due = stream.not_before
+                        if due > limit:
+                            limit = loop.time() + SLACK
+                            if due > limit:
+                                break
+                        data = item[1]
+                        if isinstance(data, Fault):
+                            if not stream._strike(data, loop):
+                                break
+                        else:
+                            await response.write(data)
+                            now = loop.time()
+                            limit = now + SLACK
+                            if stream.first_byte is None:
+                                stream.first_byte = now
+                            stream.last_byte = now
+                            stream.bytes_sent += len(data)
+                            stream.events_sent += item[2]
+                            if stream.gap:
+                                stream.not_before = now + stream.gap
+                        stream.item = next(stream.writes, None)
                 except Exception as exc:  # this stream's client is gone: end it, never the pacer
                     if not future.done():
                         future.set_exception(exc)
                     continue
                 if future.done():
                     continue
-                if stream.item is None:
+                item = stream.item
+                if item is None:
                     future.set_result(None)
                 else:
-                    heapq.heappush(self._heap, (stream.due(), next(self._order), stream))
+                    due = stream.start + item[0]
+                    if stream.not_before > due:
+                        due = stream.not_before
+                    heapq.heappush(self._heap, (due, next(self._order), stream))
         finally:
             self._task = None
 
