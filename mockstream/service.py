@@ -26,6 +26,9 @@ from .workers import reserve, supervise
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 CUT_TIMEOUT = 0.25  # after the grace period: how long a cancelled handler may take to journal its ending
+# Connections the kernel queues before we accept them. aiohttp's default (128) overflows when a load test
+# opens thousands of streams at once: the dropped SYNs come back 1 s and 3 s later, late by seconds.
+BACKLOG = 4096
 WORKER_HEADER = "x-mockstream-worker"
 
 
@@ -109,7 +112,7 @@ async def run(
         _watch_parent(loop, parent, stop)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=BACKLOG)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
         on_ready(bound_host, bound_port)
