@@ -13,7 +13,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 REDACTED = ("authorization", "x-api-key", "api-key")
+_CASE_INSENSITIVE = (CIMultiDict, CIMultiDictProxy)
 DEFAULT_SIZE = 1000
 
 
@@ -52,7 +55,10 @@ class Journal:
         self._ids = itertools.count(1)
 
     def open(self, method: str, path: str, headers: Mapping[str, str]) -> Entry:
-        shown = {k: ("***" if k.lower() in REDACTED else v) for k, v in headers.items()}
+        if isinstance(headers, _CASE_INSENSITIVE) and not any(name in headers for name in REDACTED):
+            shown = dict(headers.items())  # the same dict (the last of repeated names wins), built in C
+        else:
+            shown = {k: ("***" if k.lower() in REDACTED else v) for k, v in headers.items()}
         entry = Entry(next(self._ids), time.time(), method, path, shown)
         self._entries.append(entry)
         return entry
