@@ -36,6 +36,20 @@ def _dumps(value: Any) -> bytes:
     return _encode(value).encode()
 
 
+# The JSON of recent token strings: seeded text repeats its words, so most tokens are encoded once
+_TOKENS: dict[str, bytes] = {}
+TOKEN_CACHE_SIZE = 4096
+
+
+def _token(token: str) -> bytes:
+    data = _TOKENS.get(token)
+    if data is None:
+        data = _dumps(token)
+        if len(_TOKENS) < TOKEN_CACHE_SIZE and type(token) is str:
+            _TOKENS[token] = data
+    return data
+
+
 def parse(body: dict[str, Any]) -> Ask:
     model = require(body, "model", str, missing="you must provide a model parameter")
     messages = require(body, "messages", list)
@@ -138,8 +152,9 @@ def _call_head(choice: Choice, i: int) -> dict[str, Any]:
 def _slots(choice: Choice, prefix: bytes, tail: bytes) -> Iterator[tuple[bytes, int]]:
     """One chunk per time slot: content tokens, then each tool call's head and argument pieces."""
     content = prefix + b'{"content":'
+    end = b"}" + tail
     for token in choice.tokens:
-        yield content + _dumps(token) + b"}" + tail, TOKEN
+        yield content + _token(token) + end, TOKEN
     for i, call in enumerate(choice.tool_calls):
         if i > 0 or choice.tokens:
             yield prefix + _dumps({"tool_calls": [_call_head(choice, i)]}) + tail, TOKEN

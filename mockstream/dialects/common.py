@@ -111,9 +111,23 @@ def interleave(plan: Plan, slots: list[Iterator[tuple[bytes, int]]], finish: Cal
     every choice is due at the k-th due time); other frames follow the token before them at once, and a
     choice's `finish` frame (if any) follows its last frame. Returns the last due time (for the frames
     that close the stream)."""
-    times = plan.due_times()
     last = 0.0
-    if len(slots) == 1:  # one choice (the common case): the same frames and times, without the bookkeeping
+    pacing = plan.pacing
+    if len(slots) == 1 and not pacing.jitter:
+        # one choice without jitter (the common case): the same frames and times (token k is due at
+        # ttft + k * itl, as Pacing.due_times computes it), without a generator to resume per token
+        ttft, itl, k = pacing.ttft, pacing.itl, 0
+        for data, kind in slots[0]:
+            if kind == TOKEN:
+                last = ttft + k * itl
+                k += 1
+            yield last, data, kind
+        closing = finish(0)
+        if closing is not None:
+            yield last, closing, TAIL
+        return last
+    times = plan.due_times()
+    if len(slots) == 1:  # one choice: the same frames and times, without the bookkeeping
         for data, kind in slots[0]:
             if kind == TOKEN:
                 last = next(times)
