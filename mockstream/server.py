@@ -40,7 +40,7 @@ from .journal import DEFAULT_SIZE, Entry, Journal
 from .matching import Scenarios, Sequences, resolve
 from .plan import Plan, make_plan, request_seed
 from .scenario import Scenario, check_knobs
-from .transport import Pacer, Stream, linger_zero, no_delay, writes
+from .transport import Pacer, Stream, deliver, linger_zero, no_delay, writes
 
 log = logging.getLogger("mockstream")
 
@@ -400,24 +400,13 @@ class Exchange:
             return response
         transport = self.request.transport
         try:
-            # Encode, inject the fault, cut into writes and deliver (inline: no coroutine layer per step).
+            # Encode, inject the fault, cut into writes, deliver.
             if plan.delivery.chunk_bytes and transport is not None:
                 no_delay(transport)
             gap = plan.delivery.chunk_gap if plan.delivery.chunk_bytes else 0.0
             # The frame generators are referenced by the stream alone: it lets go of them once it has ended.
             self.stream = stream = Stream(response, transport, writes(self._frames(), plan.delivery), self.start, gap)
-            loop = self.loop
-            pacer = self.request.app[PACER]
-            while stream.item is not None:  # = transport.deliver, inline
-                await stream.write_due(loop)
-                if stream.item is None:
-                    break
-                if stream.backed_up():
-                    await asyncio.sleep(max(0.0, stream.due() - loop.time()))
-                else:
-                    await pacer.run(stream)
-            if stream.parked:
-                await loop.create_future()  # silence until the client leaves and the handler is cancelled
+            await deliver(stream, self.request.app[PACER])
             if stream.ended_by is None or isinstance(stream.ended_by, Stall):
                 await response.write_eof()
             self.finish(plan.fault.outcome if plan.fault is not None else "completed")
