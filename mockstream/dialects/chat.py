@@ -16,7 +16,9 @@ from ..faults import EVENT, TAIL, TOKEN, ErrorEvent
 from ..plan import Ask, Choice, Plan
 from . import Frame
 from .common import (
+    at_least,
     count_prompt_tokens,
+    include_usage,
     interleave,
     last_user_text,
     openai_headers,
@@ -69,24 +71,9 @@ def parse(body: dict[str, Any]) -> Ask:
         raise RequestError(
             400, f"Invalid value for 'n': must be between 1 and {MAX_N}, got {n}.", "n", "integer_out_of_range"
         )
-    max_tokens = None
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = require(body, key, int, default=None)
-        if value is not None:
-            if value < 1:
-                raise RequestError(
-                    400,
-                    f"Invalid '{key}': integer below minimum value. Expected a value >= 1, but got {value} instead.",
-                    key,
-                    "integer_below_min_value",
-                )
-            max_tokens = value if max_tokens is None else min(max_tokens, value)
-    options = require(body, "stream_options", dict, default=None)
-    if options is not None and not stream:
-        raise RequestError(
-            400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
-        )
-    include_usage = require(options or {}, "include_usage", bool, default=False, param="stream_options.include_usage")
+    limits = [v for v in (at_least(body, key, 1) for key in ("max_completion_tokens", "max_tokens")) if v is not None]
+    max_tokens = min(limits) if limits else None
+    usage = include_usage(body, stream)
     return Ask(
         model=model,
         stream=stream,
@@ -94,7 +81,7 @@ def parse(body: dict[str, Any]) -> Ask:
         last_user=last_user_text(messages),
         n=n,
         max_tokens=max_tokens,
-        include_usage=include_usage,
+        include_usage=usage,
     )
 
 

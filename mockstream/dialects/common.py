@@ -63,6 +63,29 @@ def require(
     return value
 
 
+def at_least(body: dict, key: str, low: int) -> int | None:
+    """An optional integer field with a lower bound, refused in the API's words when it is below."""
+    value = require(body, key, int, default=None)
+    if value is not None and value < low:
+        raise RequestError(
+            400,
+            f"Invalid '{key}': integer below minimum value. Expected a value >= {low}, but got {value} instead.",
+            key,
+            "integer_below_min_value",
+        )
+    return value
+
+
+def include_usage(body: dict, stream: bool) -> bool:
+    """`stream_options.include_usage`, which the API only takes on a streamed request."""
+    options = require(body, "stream_options", dict, default=None)
+    if options is not None and not stream:
+        raise RequestError(
+            400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
+        )
+    return require(options or {}, "include_usage", bool, default=False, param="stream_options.include_usage")
+
+
 def message_text(content: Any) -> str:
     """The text of a message's content: a string, or the text parts of a parts array."""
     if isinstance(content, str):

@@ -15,7 +15,7 @@ from ..errors import RequestError, in_band_error
 from ..faults import TAIL, TOKEN, ErrorEvent
 from ..plan import Ask, Choice, Plan
 from . import Frame
-from .common import interleave, openai_headers, require
+from .common import at_least, include_usage, interleave, openai_headers, require
 
 name = "completions"
 MAX_N = 128
@@ -47,20 +47,8 @@ def parse(body: dict[str, Any]) -> Ask:
         raise RequestError(
             400, f"Invalid value for 'n': must be between 1 and {MAX_N}, got {n}.", "n", "integer_out_of_range"
         )
-    max_tokens = require(body, "max_tokens", int, default=None)
-    if max_tokens is not None and max_tokens < 1:
-        raise RequestError(
-            400,
-            f"Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got {max_tokens} instead.",
-            "max_tokens",
-            "integer_below_min_value",
-        )
-    options = require(body, "stream_options", dict, default=None)
-    if options is not None and not stream:
-        raise RequestError(
-            400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
-        )
-    include_usage = require(options or {}, "include_usage", bool, default=False, param="stream_options.include_usage")
+    max_tokens = at_least(body, "max_tokens", 1)
+    usage = include_usage(body, stream)
     return Ask(
         model=model,
         stream=stream,
@@ -68,7 +56,7 @@ def parse(body: dict[str, Any]) -> Ask:
         last_user=prompts[-1] if isinstance(prompts[-1], str) else "",
         n=n * len(prompts),
         max_tokens=max_tokens,
-        include_usage=include_usage,
+        include_usage=usage,
     )
 
 
