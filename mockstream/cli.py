@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,10 +172,15 @@ class UsageError(Exception):
     """A bad flag or environment variable: printed as one line, exit code 2."""
 
 
-def _env_defaults(flags: Sequence[Flag], environ: dict[str, str]) -> dict[str, Any]:
+def _env_defaults(flags: Sequence[Flag], environ: dict[str, str], given: Iterable[str] = ()) -> dict[str, Any]:
+    """Each flag's value from its variable, else its default; a flag given on the command line wins, so its
+    variable is not even read (a stale variable never stops a command that overrides it)."""
     _warn_misspelt(flags, environ)
+    given = set(given)
     values = {}
     for flag in flags:
+        if flag.name.replace("-", "_") in given:
+            continue
         raw = environ.get(flag.env)
         if raw is None or raw == "":
             values[flag.name.replace("-", "_")] = flag.default
@@ -279,7 +284,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     environ = dict(os.environ if environ is None else environ)
     try:
         if args.command == "serve":
-            options = {**_env_defaults(SERVE_FLAGS, environ), **vars(args)}
+            options = {**_env_defaults(SERVE_FLAGS, environ, vars(args)), **vars(args)}
             flag_given = "scenarios_inline" in vars(args)
             return _serve(options, "--scenarios-inline" if flag_given else ENV_PREFIX + "SCENARIOS_INLINE")
         if args.command == "validate":

@@ -241,10 +241,18 @@ def wait_for(condition, timeout: float = 3.0) -> bool:
      ("MOCKSTREAM_SEED", "x"), ("MOCKSTREAM_LOG_LEVEL", "loud")],
 )
 def test_a_bad_environment_value_exits_2_naming_the_variable(variable, value):
-    result = run("serve", "--port", "0", env=clean_env(**{variable: value}))
+    args = () if variable == "MOCKSTREAM_PORT" else ("--port", "0")
+    result = run("serve", *args, env=clean_env(**{variable: value}))
     assert result.returncode == 2
     assert variable in result.stderr and value in result.stderr
     assert result.stdout == ""
+
+
+def test_a_flag_overrides_a_bad_environment_value(tmp_path):
+    """The flag wins, so its variable is not even read: a stale MOCKSTREAM_PORT never blocks `--port 0`."""
+    with serve(tmp_path, "--port", "0", "--access-log", "off", env=clean_env(MOCKSTREAM_PORT="abc")) as served:
+        assert served.port != 0
+        assert _answer(served.url)
 
 
 @pytest.mark.parametrize("args", [["--port", "abc"], ["--speed", "-2"], ["--log-level", "loud"], ["--nope"]])
