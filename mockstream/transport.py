@@ -24,6 +24,7 @@ from .plan import Delivery
 
 SLACK = 0.0005  # writes due within this many seconds are written now
 BACKED_UP = 16 * 1024  # bytes waiting in the transport: hand the stream back to its handler
+CATCH_UP = 0.002  # s: a write this late takes every write due after it along (see Stream.take)
 RESET_GRACE = 0.05  # s between the last bytes and an RST, so the reader has them before the reset
 
 Write = tuple[float, Any, int]  # (due offset in s from the stream's start, bytes or a delivery Fault, events)
@@ -103,6 +104,7 @@ class Stream:
         "parked",
         "response",
         "start",
+        "taken",
         "transport",
         "writes",
     )
@@ -129,6 +131,7 @@ class Stream:
         self.last_byte: float | None = None
         self.ended_by: Fault | None = None  # the delivery fault that ended or stalled the stream
         self.parked = False  # stalled with no end: only the client leaving ends it
+        self.taken = 0  # events in the write `take` gave last
 
     def due(self) -> float:
         assert self.item is not None
@@ -138,36 +141,63 @@ class Stream:
         transport = self.transport
         return transport is not None and transport.get_write_buffer_size() > BACKED_UP  # type: ignore[attr-defined]
 
-    async def write_due(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Write every write that is due now (one at a time when writes must stay apart).
+    def take(self, loop: asyncio.AbstractEventLoop) -> bytes | None:
+        """The bytes to write now, or None when nothing is due (or the stream has ended or must wait).
 
-        `Pacer._drive` runs the same loop inline: keep the two in step."""
-        response = self.response
-        limit = loop.time() + SLACK  # read the clock again only when the next write seems not due yet
+        One write per item while the stream keeps its pacing. A paced item already CATCH_UP late takes every
+        item due after it along in the same write: a stream that fell behind (a loaded server) catches up in
+        one write instead of falling further behind one write per event. Unpaced items (due at once: zero
+        delays, `--speed 0`) and writes kept apart (`chunk_bytes`) never join."""
+        now = loop.time()
+        limit = now + SLACK
+        out: Any = None
+        events = 0
         while (item := self.item) is not None:
             due = self.start + item[0]  # = self.due(), inline: this loop runs once per event
             if self.not_before > due:
                 due = self.not_before
             if due > limit:
-                limit = loop.time() + SLACK
-                if due > limit:
-                    return
-            _, data, events = item
+                break
+            data = item[1]
             if isinstance(data, Fault):
+                if out is not None:  # first the bytes due before the fault
+                    break
                 if not self._strike(data, loop):
-                    return
-            else:
-                await response.write(data)
-                now = loop.time()
-                limit = now + SLACK
-                if self.first_byte is None:
-                    self.first_byte = now
-                self.last_byte = now
-                self.bytes_sent += len(data)
-                self.events_sent += events
-                if self.gap:
-                    self.not_before = now + self.gap
+                    return None
+                self.item = next(self.writes, None)
+                continue
             self.item = next(self.writes, None)
+            events += item[2]
+            if out is None:
+                out = data
+            elif type(out) is list:
+                out.append(data)
+            else:
+                out = [out, data]
+            if self.gap or not item[0] or due > now - CATCH_UP:
+                break
+        if out is None:
+            return None
+        self.taken = events
+        return b"".join(out) if type(out) is list else out
+
+    def sent(self, data: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        """Count a write that `take` gave and the socket took."""
+        now = loop.time()
+        if self.first_byte is None:
+            self.first_byte = now
+        self.last_byte = now
+        self.bytes_sent += len(data)
+        self.events_sent += self.taken
+        if self.gap:
+            self.not_before = now + self.gap
+
+    async def write_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Write every write that is due now."""
+        response = self.response
+        while (data := self.take(loop)) is not None:
+            await response.write(data)
+            self.sent(data, loop)
 
     def _strike(self, fault: Fault, loop: asyncio.AbstractEventLoop) -> bool:
         """Make a delivery fault happen; False when the stream must wait (or ends) instead of going on."""
@@ -268,31 +298,9 @@ class Pacer:
                 # = `await stream.write_due(loop)`, inline: no coroutine object per stream per wake-up
                 try:
                     response = stream.response
-                    limit = loop.time() + SLACK
-                    while (item := stream.item) is not None:
-                        due = stream.start + item[0]
-                        if stream.not_before > due:
-                            due = stream.not_before
-                        if due > limit:
-                            limit = loop.time() + SLACK
-                            if due > limit:
-                                break
-                        data = item[1]
-                        if isinstance(data, Fault):
-                            if not stream._strike(data, loop):
-                                break
-                        else:
-                            await response.write(data)
-                            now = loop.time()
-                            limit = now + SLACK
-                            if stream.first_byte is None:
-                                stream.first_byte = now
-                            stream.last_byte = now
-                            stream.bytes_sent += len(data)
-                            stream.events_sent += item[2]
-                            if stream.gap:
-                                stream.not_before = now + stream.gap
-                        stream.item = next(stream.writes, None)
+                    while (data := stream.take(loop)) is not None:
+                        await response.write(data)
+                        stream.sent(data, loop)
                 except Exception as exc:  # this stream's client is gone: end it, never the pacer
                     if not future.done():
                         future.set_exception(exc)

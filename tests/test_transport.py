@@ -226,6 +226,29 @@ def test_grouped_frames_arrive_together_at_the_last_ones_deadline(make_server):
     assert 0.30 <= times[3] <= 0.50, times
 
 
+# ---------------------------------------------------------------- catching up ---
+def test_a_stream_that_fell_behind_catches_up_in_one_write(make_server):
+    """The server's loop blocked for 300 ms mid-stream (a loaded server): the tokens due meanwhile leave
+    together when it resumes, instead of one write each, ever later."""
+    srv = make_server(speed=1)
+    loop = srv._loop
+    loop.call_soon_threadsafe(loop.call_later, 0.25, time.sleep, 0.3)
+    response = raw_stream(srv.port, {"tokens": [f" w{i}" for i in range(40)], "ttft_ms": 0, "itl_ms": 20})
+    assert response.text() == "".join(f" w{i}" for i in range(40))
+    events = [chunk.count(b"\n\n") for chunk in response.chunks]
+    caught_up = max(events)
+    assert caught_up >= 8, events  # ~15 tokens fell due while the loop slept
+    before = events[: events.index(caught_up)]
+    assert before and set(before) == {1}, events  # on time: one write per event
+    assert sum(events) == 43  # role, 40 tokens, finish, [DONE]
+
+
+def test_unpaced_streams_keep_one_write_per_event_however_late(server):
+    """At zero delays every event is due at once: that is no lateness, so nothing joins."""
+    response = raw_stream(server.port, {"tokens": [f"t{i}" for i in range(200)]})
+    assert [chunk.count(b"\n\n") for chunk in response.chunks] == [1] * 203
+
+
 # ---------------------------------------------------------------- pacing ---
 TOKENS_50 = [f" w{i}" for i in range(50)]
 
