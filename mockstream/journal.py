@@ -7,9 +7,10 @@ that a client retried after Retry-After, or stopped reading at once.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ class Entry:
     method: str
     path: str
     headers: dict[str, str]
-    body: Any = None
+    source: Any = None  # the body as it came (raw JSON bytes are ~5x smaller than the parsed object)
     scenario: str | None = None
     session: str | None = None
     status: int | None = None
@@ -41,18 +42,30 @@ class Entry:
     last_byte_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def body(self) -> Any:
+        """The request body, parsed."""
+        source = self.source
+        if isinstance(source, (bytes, bytearray)):
+            return json.loads(source)
+        return source
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         extra = data.pop("extra")
-        return {**data, **extra}
+        shown = {name: value for name, value in data.items() if name != "source"}
+        shown["body"] = self.body
+        return {**shown, **extra}
 
 
 class Journal:
-    """The last `size` API requests, oldest first."""
+    """The last `size` API requests, oldest first. `listeners` are called with each entry once it has ended
+    (the access log of `mockstream serve` is one)."""
 
     def __init__(self, size: int = DEFAULT_SIZE):
         self._entries: deque[Entry] = deque(maxlen=size)
         self._ids = itertools.count(1)
+        self.listeners: list[Callable[[Entry], Any]] = []
 
     def open(self, method: str, path: str, headers: Mapping[str, str]) -> Entry:
         if isinstance(headers, _CASE_INSENSITIVE) and not any(name in headers for name in REDACTED):
@@ -62,6 +75,14 @@ class Journal:
         entry = Entry(next(self._ids), time.time(), method, path, shown)
         self._entries.append(entry)
         return entry
+
+    def close(self, entry: Entry, status: int | None, outcome: str, duration_ms: float) -> None:
+        """Record how a request ended and tell the listeners."""
+        entry.status = status
+        entry.outcome = outcome
+        entry.duration_ms = duration_ms
+        for listener in self.listeners:
+            listener(entry)
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(list(self._entries))

@@ -7,7 +7,6 @@ scenario, status and outcome of an API request from its journal entry, so it say
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -18,8 +17,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
-from .server import ENTRY
+from .journal import Entry
 
 FORMATS = ("text", "json")
 NOT_LOGGED = frozenset({"/healthz"})  # a health probe every few seconds would drown the requests
@@ -61,39 +61,28 @@ class AccessLog:
             f"outcome={outcome} duration_ms={duration_ms} worker={self.worker}"
         )
 
-    def middleware(self, cut_by_shutdown: Callable[[], bool] = lambda: False):
-        """An aiohttp middleware (put it outermost) that logs each request once it has ended."""
+    def ended(self, entry: Entry) -> None:
+        """A journal listener: the line of an API request, once its entry says how it ended."""
+        self._write(
+            self.line(entry.method, entry.path, entry.scenario, entry.status, entry.outcome, entry.duration_ms or 0.0)
+        )
 
-        @web.middleware
-        async def access_log(request: web.Request, handler) -> web.StreamResponse:
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            status: int | None = None
-            outcome = None
-            try:
-                response = await handler(request)
-                status = response.status
-                return response
-            except web.HTTPException as exc:
-                status = exc.status
-                raise
-            except asyncio.CancelledError:
-                outcome = "shutdown" if cut_by_shutdown() else "client_disconnected"
-                raise
-            finally:
-                if request.path not in NOT_LOGGED:
-                    entry = request.get(ENTRY)
-                    duration = round((loop.time() - start) * 1000, 3)
-                    if entry is not None and entry.outcome != "in_progress":
-                        if outcome != "shutdown":
-                            outcome = entry.outcome
-                        status, duration = entry.status, entry.duration_ms or duration
-                    elif outcome is None:
-                        outcome = _outcome(status)
-                    scenario = entry.scenario if entry is not None else None
-                    self._write(self.line(request.method, request.path, scenario, status, outcome, duration))
+    def for_aiohttp(self, also: AbstractAccessLogger | None = None) -> type[AbstractAccessLogger]:
+        """aiohttp's access-logger hook, for the requests the journal does not keep (models, admin calls,
+        pages, 404s); `also` is another aiohttp logger that sees every request."""
+        access_log = self
 
-        return access_log
+        class Logger(AbstractAccessLogger):
+            def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+                if also is not None:
+                    also.log(request, response, time)
+                if request.path in NOT_LOGGED or getattr(request.match_info.handler, "journaled", False):
+                    return
+                status, duration = response.status, round(time * 1000, 3)
+                line = access_log.line(request.method, request.path, None, status, _outcome(status), duration)
+                access_log._write(line)
+
+        return Logger
 
 
 def _outcome(status: int | None) -> str:

@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -55,6 +55,17 @@ class Settings:
 
     seed: int = 0
     speed: float = 1.0
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every API answer
+
+
+class InFlight:
+    """The API requests being answered: what a graceful stop waits for, and cancels once its grace runs out."""
+
+    __slots__ = ("cut", "tasks")
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task] = set()
+        self.cut = False  # the stop's grace ran out: a request cancelled now ends as "shutdown"
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -63,10 +74,9 @@ SEQUENCES = web.AppKey("sequences", Sequences)
 JOURNAL = web.AppKey("journal", Journal)
 ROLLS = web.AppKey("rolls", random.Random)
 PACER = web.AppKey("pacer", Pacer)
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
 CORS_ORIGINS = web.AppKey("cors_origins", tuple)
 ERRORS = web.AppKey("errors", list)  # unexpected exceptions, kept for the test that caused them
-# the journal entry of an API request, for the access log of `mockstream serve`
-ENTRY = web.RequestKey("entry", Entry) if hasattr(web, "RequestKey") else "mockstream.entry"
 SESSION_HEADER = "X-Mockstream-Session"
 DIALECT_NAMES = {"chat": chat, "completions": completions, "responses": responses, "messages": messages}
 DIALECTS = {
@@ -98,6 +108,7 @@ def create_app(
     app[JOURNAL] = Journal(journal_size)
     app[ROLLS] = random.Random(seed)
     app[PACER] = Pacer()
+    app[IN_FLIGHT] = InFlight()
     app[ERRORS] = []
     app[CORS_ORIGINS] = tuple(cors_origins)
     from . import admin  # admin reads the keys above
@@ -127,7 +138,15 @@ _ERROR_IDS = itertools.count(1)
 
 
 @web.middleware
-async def _errors(request: web.Request, handler) -> web.StreamResponse:
+def _errors(request: web.Request, handler) -> Awaitable[web.StreamResponse]:
+    """Every refusal in the API's words. A plain function: an API handler answers its own errors, so its
+    requests pass through without one more coroutine (and its memory) per open stream."""
+    if getattr(handler, "journaled", False):
+        return handler(request)
+    return _answer_errors(request, handler)
+
+
+async def _answer_errors(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RequestError as error:
@@ -144,17 +163,22 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
         )
         return _cors(request, _error_response(error, headers={"Allow": allowed}))
     except web.HTTPRequestEntityTooLarge:
-        return _error_response(
-            RequestError(413, f"Request body too large: the limit is {MAX_BODY} bytes.", code="request_too_large")
-        )
+        return _error_response(TOO_LARGE)
     except web.HTTPException:
         raise
     except Exception as exc:  # a bug of ours: say so in the API's words and keep serving
-        log.exception("internal error on %s %s", request.method, request.path)
-        request.app[ERRORS].append(exc)
-        return _error_response(
-            RequestError(500, f"mockstream internal error: {exc!r}", type="server_error", code="internal_error")
-        )
+        return _internal_error(request, exc)
+
+
+TOO_LARGE = RequestError(413, f"Request body too large: the limit is {MAX_BODY} bytes.", code="request_too_large")
+
+
+def _internal_error(request: web.Request, exc: Exception, dialect: Any = chat) -> web.Response:
+    """A bug of ours: logged, kept for the test that caused it, and answered as the API's 500."""
+    log.exception("internal error on %s %s", request.method, request.path)
+    request.app[ERRORS].append(exc)
+    error = RequestError(500, f"mockstream internal error: {exc!r}", type="server_error", code="internal_error")
+    return _error_response(error, dialect)
 
 
 def _cors(request: web.Request, response: web.Response) -> web.Response:
@@ -168,7 +192,8 @@ def _cors(request: web.Request, response: web.Response) -> web.Response:
     return response
 
 
-async def _read_json(request: web.Request) -> dict[str, Any]:
+async def _read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
+    """The JSON body, and the raw bytes the journal keeps of it."""
     ctype = request.content_type
     if (
         request.body_exists
@@ -189,7 +214,7 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise RequestError(400, "The request body must be a JSON object.", code="invalid_json")
-    return body
+    return body, raw
 
 
 def _request_knobs(body: dict[str, Any]) -> dict[str, Any]:
@@ -218,73 +243,90 @@ def _key(name: str) -> istr:
     return key
 
 
-def _headers(dialect: Any, plan: Plan, content_type: str) -> dict[str, str]:
+def _headers(dialect: Any, plan: Plan, content_type: str, settings_headers: dict[str, str]) -> dict[str, str]:
     headers = {_CONTENT_TYPE: content_type, _CACHE_CONTROL: "no-cache", _ACCEL_BUFFERING: "no"}
     keys = _KEYS
     for name, value in dialect.headers(plan).items():
         headers[keys.get(name) or _key(name)] = value
     headers[_SCENARIO_HEADER] = plan.scenario
+    for name, value in settings_headers.items():
+        headers[keys.get(name) or _key(name)] = value
     return headers
 
 
-def _dialect_handler(dialect: Any, read_body: Callable[[web.Request], Awaitable[dict[str, Any]]] | None = None):
-    """The handler of one dialect's route; `read_body` turns the request into the API body (default: JSON)."""
+BodyReader = Callable[[web.Request], Awaitable[tuple[dict[str, Any], Any]]]
+
+
+def _dialect_handler(dialect: Any, read_body: BodyReader | None = None):
+    """The handler of one dialect's route. `read_body` turns the request into the API body, and what the
+    journal keeps of it (default: JSON, and its raw bytes)."""
     read_body = read_body or _read_json
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        # One coroutine for the whole exchange (no wrapper layer): each layer costs memory per open stream
-        # and a resume per wake-up.
+        # One coroutine for the whole exchange (no wrapper layer, no middleware frame): each layer costs
+        # memory per open stream and a resume per wake-up.
+        app = request.app
+        in_flight = app[IN_FLIGHT].tasks
+        task = asyncio.current_task()
+        in_flight.add(task)  # type: ignore[arg-type]
+        entry = None
         try:
             loop = asyncio.get_running_loop()
             start = loop.time()
-            app = request.app
             headers = request.headers
-            entry = app[JOURNAL].open(request.method, request.path, headers)
-            request[ENTRY] = entry
+            journal = app[JOURNAL]
+            entry = journal.open(request.method, request.path, headers)
             entry.session = headers.get(SESSION_HEADER)
             if "Last-Event-ID" in headers:
                 entry.extra["last_event_id"] = headers["Last-Event-ID"]
             try:
-                body = await read_body(request)
-                entry.body = body
-                ask = dialect.parse(body)
-                knobs = _request_knobs(body)
-                scenario = app[SCENARIOS].select(headers, knobs, ask)
+                body, entry.source = await read_body(request)
+                plan = _plan(app, dialect, headers, body, entry)
+            except web.HTTPRequestEntityTooLarge:
+                _close_entry(journal, entry, TOO_LARGE.status, "rejected", start, loop)
+                return _error_response(TOO_LARGE, dialect)
             except RequestError as error:
-                _close_entry(entry, error.status, "rejected", start, loop)
+                _close_entry(journal, entry, error.status, "rejected", start, loop)
                 return _error_response(error, dialect)
-            except web.HTTPException as exc:  # aiohttp refused the body (413): the middleware answers
-                _close_entry(entry, exc.status, "rejected", start, loop)
-                raise
-            entry.scenario = scenario.name
-            merged, position = resolve(scenario, knobs, entry.session, app[SEQUENCES])
-            if position is not None:
-                entry.extra["sequence_index"] = position
-            settings = app[SETTINGS]
-            plan = make_plan(
-                merged,
-                ask,
-                seed=request_seed(merged.get("seed", settings.seed), body, f"{scenario.name}\0{position}"),
-                speed=settings.speed,
-                scenario=scenario.name,
-                fault=_roll(app, merged.get("fault")),
-            )
-            if plan.fault is not None:
-                entry.extra["fault"] = describe(plan.fault)
+            del body  # else the parsed body (~1.3 KiB) lives as long as the stream; the journal keeps its bytes
             exchange = Exchange(request, dialect, plan, entry, start)
             try:
                 return await exchange.answer()
             except asyncio.CancelledError:
                 exchange.finish(exchange.cut_short())
                 raise
-        except Exception:  # a bug of ours before the response started: the middleware answers 500
-            entry = request.get(ENTRY)
+        except Exception as exc:  # a bug of ours before the response started: the API's 500
             if entry is not None and entry.outcome == "in_progress":
-                entry.status, entry.outcome = 500, "internal_error"
-                entry.duration_ms = round((time.time() - entry.time) * 1000, 3)
-            raise
+                app[JOURNAL].close(entry, 500, "internal_error", round((time.time() - entry.time) * 1000, 3))
+            return _internal_error(request, exc, dialect)
+        finally:
+            in_flight.discard(task)  # type: ignore[arg-type]
 
+    handle.journaled = True  # type: ignore[attr-defined]  # answers its own errors; its entry is its log
     return handle
+
+
+def _plan(app: web.Application, dialect: Any, headers: Mapping[str, str], body: dict[str, Any], entry: Entry) -> Plan:
+    """The request's answer: its dialect reads the body, its knobs and scenario say what to answer and how."""
+    ask = dialect.parse(body)
+    knobs = _request_knobs(body)
+    scenario = app[SCENARIOS].select(headers, knobs, ask)
+    entry.scenario = scenario.name
+    merged, position = resolve(scenario, knobs, entry.session, app[SEQUENCES])
+    if position is not None:
+        entry.extra["sequence_index"] = position
+    settings = app[SETTINGS]
+    plan = make_plan(
+        merged,
+        ask,
+        seed=request_seed(merged.get("seed", settings.seed), body, f"{scenario.name}\0{position}"),
+        speed=settings.speed,
+        scenario=scenario.name,
+        fault=_roll(app, merged.get("fault")),
+    )
+    if plan.fault is not None:
+        entry.extra["fault"] = describe(plan.fault)
+    return plan
 
 
 def _roll(app: web.Application, fault: Fault | None) -> Fault | None:
@@ -294,10 +336,10 @@ def _roll(app: web.Application, fault: Fault | None) -> Fault | None:
     return fault if app[ROLLS].random() < fault.probability else None
 
 
-def _close_entry(entry: Entry, status: int, outcome: str, start: float, loop: asyncio.AbstractEventLoop) -> None:
-    entry.status = status
-    entry.outcome = outcome
-    entry.duration_ms = round((loop.time() - start) * 1000, 3)
+def _close_entry(
+    journal: Journal, entry: Entry, status: int | None, outcome: str, start: float, loop: asyncio.AbstractEventLoop
+) -> None:
+    journal.close(entry, status, outcome, round((loop.time() - start) * 1000, 3))
 
 
 class Exchange:
@@ -385,13 +427,13 @@ class Exchange:
         body = json.dumps(self.dialect.complete(self.plan), ensure_ascii=False).encode()
         if isinstance(fault, (Malformed, Truncate)):  # the body ends half way: not valid JSON
             body = body[: len(body) // 2]
-        self.finish(fault.outcome if fault is not None else "completed", 200)
         self.entry.bytes_sent = len(body)
-        return web.Response(body=body, headers=_headers(self.dialect, self.plan, "application/json"))
+        self.finish(fault.outcome if fault is not None else "completed", 200)
+        return web.Response(body=body, headers=self._headers("application/json"))
 
     async def _stream(self) -> web.StreamResponse:
         plan = self.plan
-        response = web.StreamResponse(headers=_headers(self.dialect, plan, "text/event-stream; charset=utf-8"))
+        response = web.StreamResponse(headers=self._headers("text/event-stream; charset=utf-8"))
         response.enable_chunked_encoding()
         try:
             await response.prepare(self.request)
@@ -420,6 +462,9 @@ class Exchange:
                 transport.close()
         return response
 
+    def _headers(self, content_type: str) -> dict[str, str]:
+        return _headers(self.dialect, self.plan, content_type, self.request.app[SETTINGS].headers)
+
     def _frames(self) -> Iterable[Frame]:
         plan = self.plan
         frames = self.dialect.encode(plan)
@@ -429,26 +474,24 @@ class Exchange:
 
     def cut_short(self) -> str:
         """Why a cancelled exchange ended: our own disconnect/reset fault closing the socket (aiohttp then
-        cancels the handler as if the client had left), or the client leaving."""
+        cancels the handler as if the client had left), the client leaving, or a stop cutting it."""
         ended_by = self.stream.ended_by if self.stream is not None else None
         if isinstance(ended_by, (Disconnect, Reset)):
             return ended_by.outcome
-        return "client_disconnected"
+        return "shutdown" if self.request.app[IN_FLIGHT].cut else "client_disconnected"
 
     def finish(self, outcome: str, status: int | None = 200) -> None:
         """Journal how the exchange ended (once: the first ending wins)."""
         entry = self.entry
         if entry.outcome != "in_progress":
             return
-        _close_entry(entry, status if status is not None else entry.status or 200, outcome, self.start, self.loop)
-        if status is None:
-            entry.status = None
         stream = self.stream
         if stream is not None:
             entry.events_sent = stream.events_sent
             entry.bytes_sent = stream.bytes_sent
             entry.first_byte_at = _wall(stream.first_byte, self.loop)
             entry.last_byte_at = _wall(stream.last_byte, self.loop)
+        _close_entry(self.request.app[JOURNAL], entry, status, outcome, self.start, self.loop)
 
 
 def _wall(loop_time: float | None, loop: asyncio.AbstractEventLoop) -> float | None:

@@ -10,7 +10,6 @@ until the second wait ends: 5 s took 10 s), is rounded up to whole seconds above
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -21,7 +20,7 @@ from aiohttp import web
 
 from . import __version__
 from .logs import AccessLog, announce
-from .server import create_app
+from .server import IN_FLIGHT, JOURNAL, SETTINGS, InFlight, create_app
 from .workers import reserve, supervise
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -33,44 +32,38 @@ WORKER_HEADER = "x-mockstream-worker"
 
 
 class Drain:
-    """Counts requests in flight, so a stop can wait for them to finish."""
+    """Waits for the API requests in flight to finish, and cuts them when the grace period runs out."""
 
-    def __init__(self) -> None:
-        self.handlers: set[asyncio.Task] = set()
-        self.cutting = False  # the grace period ran out: handlers cancelled now were cut by the shutdown
-        self._idle = asyncio.Event()
-        self._idle.set()
+    POLL = 0.01  # s between two looks at the requests in flight
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
-        task = asyncio.current_task()
-        assert task is not None
-        self.handlers.add(task)
-        self._idle.clear()
-        try:
-            return await handler(request)
-        finally:
-            self.handlers.discard(task)
-            if not self.handlers:
-                self._idle.set()
+    def __init__(self, in_flight: InFlight) -> None:
+        self.in_flight = in_flight
 
     async def wait(self, grace: float) -> bool:
         """True when every request in flight ended within `grace` seconds; else cancel the rest (they
         journal how they ended) and give them CUT_TIMEOUT to do so."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), grace)
-        except asyncio.TimeoutError:
-            self.cutting = True
-            for task in list(self.handlers):
-                task.cancel()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), CUT_TIMEOUT)
-            return False
+        if await self._settled(grace):
+            return True
+        self.in_flight.cut = True
+        for task in list(self.in_flight.tasks):
+            task.cancel()
+        await self._settled(CUT_TIMEOUT)
+        return False
+
+    async def _settled(self, seconds: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self.in_flight.tasks:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(self.POLL)
         return True
 
 
 async def _worker_header(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers[WORKER_HEADER] = str(os.getpid())
+    """The worker pid on the answers that are not the API's (those carry it from the start)."""
+    if WORKER_HEADER not in response.headers:
+        response.headers[WORKER_HEADER] = str(os.getpid())
 
 
 async def run(
@@ -89,19 +82,16 @@ async def run(
 
     `access_log` is a `logs.AccessLog` or None; `aiohttp_log` also turns on aiohttp's own access log
     (Python logging, stderr). `on_ready(host, port)` runs once the socket listens."""
-    drain = Drain()
-    middlewares = [drain.middleware]
-    if access_log is not None:
-        middlewares.append(access_log.middleware(lambda: drain.cutting))
-    for position, middleware in enumerate(middlewares):  # outermost: they see every ending, errors included
-        app.middlewares.insert(position, middleware)
+    drain = Drain(app[IN_FLIGHT])
+    app[SETTINGS].headers[WORKER_HEADER] = str(os.getpid())
     app.on_response_prepare.append(_worker_header)
-    runner = web.AppRunner(
-        app,
-        handler_cancellation=True,
-        access_log=web.access_logger if aiohttp_log else None,
-        shutdown_timeout=CUT_TIMEOUT,
-    )
+    if access_log is not None:
+        app[JOURNAL].listeners.append(access_log.ended)  # API requests: once their journal entry closes
+        also = web.AccessLogger(web.access_logger, web.AccessLogger.LOG_FORMAT) if aiohttp_log else None
+        logger_options: dict[str, Any] = {"access_log_class": access_log.for_aiohttp(also)}
+    else:
+        logger_options = {"access_log": web.access_logger if aiohttp_log else None}
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=CUT_TIMEOUT, **logger_options)
     # Signals are handled before anyone learns the address: a supervisor may send SIGTERM as soon as it does.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

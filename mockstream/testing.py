@@ -26,6 +26,7 @@ def create_app(scenarios: Iterable[Scenario] = (), *, speed: float = 0.0, **opti
     `mockstream.server.create_app`, but with no pacing delays unless a test asks for them."""
     return server.create_app(scenarios, speed=speed, **options)
 
+
 T = TypeVar("T")
 
 

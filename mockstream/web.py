@@ -117,8 +117,9 @@ class EventSourceChat:
             yield due, b"id: " + str(number).encode() + b"\n" + data, kind
 
 
-async def _query_body(request: web.Request) -> dict[str, Any]:
-    """`?content=Hi&chunk_bytes=1&fault.kind=stall&tokens=["a","b"]` -> the body of a streaming chat request."""
+async def _query_body(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`?content=Hi&chunk_bytes=1&fault.kind=stall&tokens=["a","b"]` -> the body of a streaming chat request
+    (which the journal keeps as it is)."""
     knobs: dict[str, Any] = {}
     for key, raw in request.query.items():
         if key in ROUTE_PARAMS:
@@ -134,12 +135,13 @@ async def _query_body(request: web.Request) -> dict[str, Any]:
                 )
         target[leaf] = value
     prompt = request.query.get("prompt", "")
-    return {
+    body = {
         "model": request.query.get("model", "gpt-4o-mini"),
         "stream": True,
         "messages": [{"role": "user", "content": prompt}],
         "mockstream": knobs,
     }
+    return body, body
 
 
 def _json_or_text(raw: str) -> Any:
