@@ -5,6 +5,11 @@ order, sleeps until the earliest deadline with a single timer, and on each wake 
 every due stream. A stream never sleeps per token (no future, timer and task wake-up per token), which
 is what lets one process hold thousands of paced streams on time. A stream whose socket is backed up
 is handed back to its own handler, which then waits on the socket without holding up the pacer.
+
+Past what one core can write, the pacer degrades gracefully: when behind, it writes in turns of TURN and
+lets the loop accept and answer new requests in between (else a burst of new requests waits seconds for
+its headers behind the streams already running), and a stream that fell CATCH_UP behind sends what is
+due in one write and is on time again.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from .plan import Delivery
 
 SLACK = 0.0005  # writes due within this many seconds are written now
 BACKED_UP = 16 * 1024  # bytes waiting in the transport: hand the stream back to its handler
-CATCH_UP = 0.002  # s: a write this late takes every write due after it along (see Stream.take)
+TURN = 0.002  # s the pacer writes, when behind, before it lets the loop run other work (new requests) once
+CATCH_UP = 0.010  # s: a write this late takes every write due after it along (see Stream.take)
 RESET_GRACE = 0.05  # s between the last bytes and an RST, so the reader has them before the reset
 
 Write = tuple[float, Any, int]  # (due offset in s from the stream's start, bytes or a delivery Fault, events)
@@ -283,11 +289,17 @@ class Pacer:
 
     async def _drive(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
+            turn_ends = loop.time() + TURN
             while self._heap:
                 when = self._heap[0][0]
-                if when > loop.time() + SLACK:
+                now = loop.time()
+                if when > now + SLACK:
                     await self._sleep_until(loop, when)
+                    turn_ends = loop.time() + TURN
                     continue
+                if now > turn_ends:  # behind for a whole turn: let the loop accept and read, then go on
+                    await asyncio.sleep(0)
+                    turn_ends = loop.time() + TURN
                 _, _, stream = heapq.heappop(self._heap)
                 future = stream.future
                 if future is None or future.done():

@@ -22,6 +22,7 @@ import pytest
 from mockstream import Scenario
 from mockstream.server import PACER
 from mockstream.testing import MockServer
+from mockstream.transport import Pacer, Stream
 
 # ---------------------------------------------------------------- a raw HTTP/1.1 reader ---
 
@@ -241,6 +242,29 @@ def test_a_stream_that_fell_behind_catches_up_in_one_write(make_server):
     before = events[: events.index(caught_up)]
     assert before and set(before) == {1}, events  # on time: one write per event
     assert sum(events) == 43  # role, 40 tokens, finish, [DONE]
+
+
+async def test_a_pacer_behind_its_deadlines_lets_the_loop_run_between_turns():
+    """400 writes of 0.2 ms all due at once (a server past one core): a callback queued meanwhile, such as a
+    new request, runs after one turn of the pacer, not after all 80 ms of writes."""
+    loop = asyncio.get_running_loop()
+    written = []
+
+    class SlowResponse:
+        async def write(self, data: bytes) -> None:
+            time.sleep(0.0002)  # the CPU a write costs on a loaded machine
+            written.append(data)
+
+    pacer = Pacer()
+    start = loop.time()
+    streams = [Stream(SlowResponse(), None, iter([(0.0, b"x", 1)]), start) for _ in range(400)]
+    runs = [loop.create_task(pacer.run(stream)) for stream in streams]
+    await asyncio.sleep(0)  # every stream is in the pacer, whose driver is about to start
+    seen_at: list[int] = []
+    loop.call_soon(lambda: seen_at.append(len(written)))
+    await asyncio.gather(*runs)
+    assert len(written) == 400
+    assert seen_at and seen_at[0] < 100, seen_at
 
 
 def test_unpaced_streams_keep_one_write_per_event_however_late(server):
