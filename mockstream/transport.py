@@ -110,7 +110,6 @@ class Stream:
         "parked",
         "response",
         "start",
-        "taken",
         "transport",
         "writes",
     )
@@ -133,11 +132,11 @@ class Stream:
         self.future: asyncio.Future | None = None
         self.bytes_sent = 0
         self.events_sent = 0
-        self.first_byte: float | None = None  # loop time of the first and last body write
+        self.first_byte: float | None = None  # loop time of the first and last body write (bytes_sent and
+        # events_sent count what `take` handed to the socket)
         self.last_byte: float | None = None
         self.ended_by: Fault | None = None  # the delivery fault that ended or stalled the stream
         self.parked = False  # stalled with no end: only the client leaving ends it
-        self.taken = 0  # events in the write `take` gave last
 
     def due(self) -> float:
         assert self.item is not None
@@ -148,7 +147,8 @@ class Stream:
         return transport is not None and transport.get_write_buffer_size() > BACKED_UP  # type: ignore[attr-defined]
 
     def take(self, loop: asyncio.AbstractEventLoop) -> bytes | None:
-        """The bytes to write now, or None when nothing is due (or the stream has ended or must wait).
+        """The bytes to write now, counted as sent, or None when nothing is due (or the stream has ended or
+        must wait).
 
         One write per item while the stream keeps its pacing. A paced item already CATCH_UP late takes every
         item due after it along in the same write: a stream that fell behind (a loaded server) catches up in
@@ -184,26 +184,22 @@ class Stream:
                 break
         if out is None:
             return None
-        self.taken = events
-        return b"".join(out) if type(out) is list else out
-
-    def sent(self, data: bytes, loop: asyncio.AbstractEventLoop) -> None:
-        """Count a write that `take` gave and the socket took."""
-        now = loop.time()
+        if type(out) is list:
+            out = b"".join(out)
         if self.first_byte is None:
             self.first_byte = now
         self.last_byte = now
-        self.bytes_sent += len(data)
-        self.events_sent += self.taken
+        self.bytes_sent += len(out)
+        self.events_sent += events
         if self.gap:
             self.not_before = now + self.gap
+        return out
 
     async def write_due(self, loop: asyncio.AbstractEventLoop) -> None:
         """Write every write that is due now."""
         response = self.response
         while (data := self.take(loop)) is not None:
             await response.write(data)
-            self.sent(data, loop)
 
     def _strike(self, fault: Fault, loop: asyncio.AbstractEventLoop) -> bool:
         """Make a delivery fault happen; False when the stream must wait (or ends) instead of going on."""
@@ -312,7 +308,6 @@ class Pacer:
                     response = stream.response
                     while (data := stream.take(loop)) is not None:
                         await response.write(data)
-                        stream.sent(data, loop)
                 except Exception as exc:  # this stream's client is gone: end it, never the pacer
                     if not future.done():
                         future.set_exception(exc)
