@@ -130,10 +130,9 @@ class Stream:
         self.not_before = 0.0
         self.item = next(writes, None)
         self.future: asyncio.Future | None = None
-        self.bytes_sent = 0
+        self.bytes_sent = 0  # what `take` handed to the socket
         self.events_sent = 0
-        self.first_byte: float | None = None  # loop time of the first and last body write (bytes_sent and
-        # events_sent count what `take` handed to the socket)
+        self.first_byte: float | None = None  # loop time of the first and last body write
         self.last_byte: float | None = None
         self.ended_by: Fault | None = None  # the delivery fault that ended or stalled the stream
         self.parked = False  # stalled with no end: only the client leaving ends it
