@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .errors import RequestError, ScenarioError
 from .scenario import parse_scenarios
-from .server import JOURNAL, ROLLS, SCENARIOS, SEQUENCES, SETTINGS
+from .server import JOURNAL, RECENT, ROLLS, SCENARIOS, SEQUENCES, SETTINGS
 
 PREFIX = "/_mockstream"
 
@@ -69,9 +69,10 @@ async def _read_json_any(request: web.Request) -> object:
 
 
 async def _reset(request: web.Request) -> web.Response:
-    """Clear the journal and every sequence position, and re-seed the fault rolls."""
+    """Clear the journal, every sequence position and what was parsed and planned, and re-seed the fault rolls."""
     app = request.app
     app[JOURNAL].clear()
+    app[RECENT].clear()
     app[SEQUENCES].reset()
     app[ROLLS].seed(app[SETTINGS].seed)
     return web.json_response({"reset": True})

@@ -39,6 +39,7 @@ from .faults import (
 from .journal import DEFAULT_SIZE, Entry, Journal
 from .matching import Scenarios, Sequences, resolve
 from .plan import Plan, make_plan, request_seed
+from .recent import Recent, keyable
 from .scenario import Scenario, check_knobs
 from .transport import Pacer, Stream, deliver, linger_zero, no_delay, writes
 
@@ -75,6 +76,7 @@ JOURNAL = web.AppKey("journal", Journal)
 ROLLS = web.AppKey("rolls", random.Random)
 PACER = web.AppKey("pacer", Pacer)
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
+RECENT = web.AppKey("recent", Recent)  # recent bodies parsed and planned (see _read_json and _plan)
 CORS_ORIGINS = web.AppKey("cors_origins", tuple)
 ERRORS = web.AppKey("errors", list)  # unexpected exceptions, kept for the test that caused them
 SESSION_HEADER = "X-Mockstream-Session"
@@ -109,6 +111,7 @@ def create_app(
     app[ROLLS] = random.Random(seed)
     app[PACER] = Pacer()
     app[IN_FLIGHT] = InFlight()
+    app[RECENT] = Recent()
     app[ERRORS] = []
     app[CORS_ORIGINS] = tuple(cors_origins)
     from . import admin  # admin reads the keys above
@@ -206,6 +209,10 @@ async def _read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
             code="unsupported_media_type",
         )
     raw = await request.read()
+    recent, key = request.app[RECENT], keyable(raw)
+    body = recent.get(key) if key is not None else None
+    if body is not None:
+        return body, raw  # parsed for an earlier request: shared, and nothing downstream changes it
     try:
         body = json.loads(raw)
     except ValueError as exc:
@@ -214,6 +221,8 @@ async def _read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
         ) from None
     if not isinstance(body, dict):
         raise RequestError(400, "The request body must be a JSON object.", code="invalid_json")
+    if key is not None:
+        recent.put(key, body)
     return body, raw
 
 
@@ -307,23 +316,40 @@ def _dialect_handler(dialect: Any, read_body: BodyReader | None = None):
 
 
 def _plan(app: web.Application, dialect: Any, headers: Mapping[str, str], body: dict[str, Any], entry: Entry) -> Plan:
-    """The request's answer: its dialect reads the body, its knobs and scenario say what to answer and how."""
-    ask = dialect.parse(body)
-    knobs = _request_knobs(body)
+    """The request's answer: its dialect reads the body, its knobs and scenario say what to answer and how.
+
+    What a body asks and its Plan are pure, so a body seen recently (a load test repeats one) is neither
+    read nor planned again; choosing the scenario, stepping a sequence and rolling a fault happen for
+    every request."""
+    recent, raw = app[RECENT], keyable(entry.source)
+    asked = recent.get((dialect, raw)) if raw is not None else None
+    if asked is None:
+        asked = dialect.parse(body), _request_knobs(body)
+        if raw is not None:
+            recent.put((dialect, raw), asked)
+    ask, knobs = asked
     scenario = app[SCENARIOS].select(headers, knobs, ask)
     entry.scenario = scenario.name
     merged, position = resolve(scenario, knobs, entry.session, app[SEQUENCES])
     if position is not None:
         entry.extra["sequence_index"] = position
     settings = app[SETTINGS]
-    plan = make_plan(
-        merged,
-        ask,
-        seed=request_seed(merged.get("seed", settings.seed), body, f"{scenario.name}\0{position}"),
-        speed=settings.speed,
-        scenario=scenario.name,
-        fault=_roll(app, merged.get("fault")),
-    )
+    fault = _roll(app, merged.get("fault"))
+    key = (dialect, raw, id(scenario), position, settings.seed, settings.speed, fault is not None)
+    planned = recent.get(key) if raw is not None else None
+    if planned is not None:
+        plan = planned[1]
+    else:
+        plan = make_plan(
+            merged,
+            ask,
+            seed=request_seed(merged.get("seed", settings.seed), body, f"{scenario.name}\0{position}"),
+            speed=settings.speed,
+            scenario=scenario.name,
+            fault=fault,
+        )
+        if raw is not None:
+            recent.put(key, (scenario, plan))  # the entry keeps its scenario, so no other takes its id
     if plan.fault is not None:
         entry.extra["fault"] = describe(plan.fault)
     return plan

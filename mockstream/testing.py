@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from . import server
 from .journal import Entry
 from .scenario import Scenario, load_scenarios
-from .server import ERRORS, JOURNAL, ROLLS, SCENARIOS, SEQUENCES, SETTINGS
+from .server import ERRORS, JOURNAL, RECENT, ROLLS, SCENARIOS, SEQUENCES, SETTINGS
 
 __all__ = ["Entry", "MockHandle", "MockServer", "create_app"]
 
@@ -223,6 +223,7 @@ class MockHandle:
             app[SEQUENCES].reset()
             app[ROLLS].seed(app[SETTINGS].seed)
             app[ERRORS].clear()
+            app[RECENT].clear()
             for name in scripted:
                 app[SCENARIOS].remove(name)
             app[SCENARIOS].fallback = None

@@ -75,6 +75,20 @@ def test_the_same_server_repeats_itself(make_server):
     assert fetch(srv, body) == fetch(srv, body)
 
 
+def test_a_repeated_body_is_answered_from_the_scenario_that_answers_it_now(make_server):
+    """The same body, again and again: planned once, yet a scenario replaced meanwhile answers at once."""
+    srv = make_server(speed=0)
+    with httpx.Client(base_url=srv.url, timeout=10) as http:
+        def answer() -> str:
+            body = {"model": "again", "messages": [{"role": "user", "content": "hi"}]}
+            return http.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+
+        assert http.post("/_mockstream/scenarios", json={"name": "again", "content": "first"}).status_code == 200
+        assert answer() == answer() == "first"
+        assert http.post("/_mockstream/scenarios", json={"name": "again", "content": "second"}).status_code == 200
+        assert answer() == "second"
+
+
 def test_another_server_seed_changes_the_ids_but_not_scripted_text(make_server):
     one, two = make_server(seed=1, speed=0), make_server(seed=2, speed=0)
     knobs = {"content": "Scripted text stays put.", "tool_calls": [{"name": "f", "arguments": {"a": 1}}]}
