@@ -16,6 +16,8 @@ SIZE = 256
 
 
 class Recent:
+    """A bounded map, least recently used out first."""
+
     def __init__(self, size: int = SIZE) -> None:
         self.size = size
         self._items: OrderedDict[Hashable, Any] = OrderedDict()

@@ -1,8 +1,8 @@
 """`mockstream serve` as a service: listen (one process or `--workers`), then stop on SIGTERM/SIGINT with a drain.
 
 The drain: stop accepting at once, close idle keep-alive connections, let requests in flight finish for up to
-the grace period, then cancel what is left and exit. It keeps its own set of the handlers in flight (a
-middleware) and cancels them itself, rather than leaning on aiohttp's `shutdown_timeout`: measured on aiohttp
+the grace period, then cancel what is left and exit. It waits on the API handlers the app counts as in
+flight and cancels them itself, rather than leaning on aiohttp's `shutdown_timeout`: measured on aiohttp
 3.14, that timeout is spent twice (its cancel only fails the request's payload, so a streaming handler goes on
 until the second wait ends: 5 s took 10 s), is rounded up to whole seconds above 5 s, and 0 waits forever.
 """
