@@ -41,7 +41,7 @@ from .matching import Scenarios, Sequences, resolve
 from .plan import Plan, make_plan, request_seed
 from .recent import Recent, keyable
 from .scenario import Scenario, check_knobs
-from .transport import Pacer, Stream, deliver, linger_zero, no_delay, writes
+from .transport import BACKED_UP, Pacer, Stream, deliver, linger_zero, no_delay, writes
 
 log = logging.getLogger("mockstream")
 
@@ -462,18 +462,20 @@ class Exchange:
         response = web.StreamResponse(headers=self._headers("text/event-stream; charset=utf-8"))
         response.enable_chunked_encoding()
         try:
-            await response.prepare(self.request)
+            writer = await response.prepare(self.request)
         except ConnectionError:  # the client left before the headers went out (aiohttp then stays quiet)
             self.finish("client_disconnected")
             return response
         transport = self.request.transport
         try:
-            # Encode, inject the fault, cut into writes, deliver.
-            if plan.delivery.chunk_bytes and transport is not None:
-                no_delay(transport)
+            if transport is not None:
+                if plan.delivery.chunk_bytes:
+                    no_delay(transport)
+                # a backed-up stream waits on aiohttp's drain: the socket must pause where "backed up" starts
+                transport.set_write_buffer_limits(high=BACKED_UP)  # type: ignore[attr-defined]
             gap = plan.delivery.chunk_gap if plan.delivery.chunk_bytes else 0.0
             # The frame generators are referenced by the stream alone: it lets go of them once it has ended.
-            self.stream = stream = Stream(response, transport, writes(self._frames(), plan.delivery), self.start, gap)
+            self.stream = stream = Stream(writer, transport, writes(self._frames(), plan.delivery), self.start, gap)
             await deliver(stream, self.request.app[PACER])
             if stream.ended_by is None or isinstance(stream.ended_by, Stall):
                 await response.write_eof()

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from mockstream import Scenario
-from mockstream.server import PACER
+from mockstream.server import JOURNAL, PACER
 from mockstream.testing import MockServer
 from mockstream.transport import Pacer, Stream
 
@@ -250,14 +250,20 @@ async def test_a_pacer_behind_its_deadlines_lets_the_loop_run_between_turns():
     loop = asyncio.get_running_loop()
     written = []
 
-    class SlowResponse:
-        async def write(self, data: bytes) -> None:
+    class SlowSocket(asyncio.Transport):
+        def write(self, data: bytes) -> None:
             time.sleep(0.0002)  # the CPU a write costs on a loaded machine
             written.append(data)
 
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+        def is_closing(self) -> bool:
+            return False
+
     pacer = Pacer()
     start = loop.time()
-    streams = [Stream(SlowResponse(), None, iter([(0.0, b"x", 1)]), start) for _ in range(400)]
+    streams = [Stream(None, SlowSocket(), iter([(0.0, b"x", 1)]), start) for _ in range(400)]
     runs = [loop.create_task(pacer.run(stream)) for stream in streams]
     await asyncio.sleep(0)  # every stream is in the pacer, whose driver is about to start
     seen_at: list[int] = []
@@ -410,3 +416,31 @@ async def test_200_concurrent_paced_streams_complete(make_server):
     assert elapsed < 0.1 + longest * itl + 3.0, f"{count} streams took {elapsed:.2f} s"
     assert min(duration for *_, duration in results) >= 0.1 + 10 * itl, "the streams were not paced"
     assert wait_until(lambda: len(srv.app[PACER]) == 0)
+
+
+# ---------------------------------------------------------------- a client that does not read ---
+def _unsent(server: MockServer) -> int:
+    """Bytes the server's sockets hold that the kernel has not taken yet."""
+    handlers = on_loop(server, lambda: server._runner.server.connections)
+    return max((h.transport.get_write_buffer_size() for h in handlers if h.transport is not None), default=0)
+
+
+def test_a_client_that_does_not_read_holds_back_its_stream_not_the_server(make_server):
+    """A 60,000-token unpaced stream (about 15 MB, more than the kernel buffers) to a client that stops
+    reading: the server keeps only a little unsent and waits, and the whole stream arrives once it reads."""
+    srv = make_server(speed=0)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(request_bytes(srv.port, {"content": " word" * 60_000}))
+        received = [sock.recv(4096)]
+        time.sleep(0.5)  # the kernel buffers fill up; the server must wait, not keep writing into memory
+        unsent = _unsent(srv)
+        assert unsent < 64 * 1024, f"{unsent} bytes waiting in the server for a client that does not read"
+        assert on_loop(srv, lambda: [entry.outcome for entry in srv.app[JOURNAL]]) == ["in_progress"]
+        while not received[-1].endswith(b"0\r\n\r\n"):
+            data = sock.recv(1 << 20)
+            assert data, "the server closed the stream early"
+            received.append(data)
+    body = b"".join(received)
+    assert body.count(b'"content":" word"') == 60_000
+    assert body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
