@@ -1,26 +1,32 @@
-"""Recent results of pure steps, by request body: a load test that repeats one body parses and plans it once.
+"""Recent results of pure steps, by request body: a load test that repeats one body parses, plans and encodes it once.
 
 Only steps whose result depends on nothing but their key are kept (parsing a body, what it asks, its
-knobs, its Plan), so a hit answers exactly what a miss would. Bounded: the least recently used go first,
-and bodies over MAX_BODY bytes are not kept.
+knobs, its Plan, the writes that deliver the Plan), so a hit answers exactly what a miss would. Bounded:
+the least recently used go first, bodies over MAX_BODY bytes are not kept, and only short answers keep
+their writes.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 MAX_BODY = 16 * 1024
 SIZE = 256
+REPLAYS = 16  # plans whose writes are kept
+MAX_REPLAY_TOKENS = 1024  # longer answers are encoded for each stream (a replay keeps ~0.4 KiB per token)
 
 
 class Recent:
-    """A bounded map, least recently used out first."""
+    """A bounded map, least recently used out first; and the writes of the plans streamed last."""
 
     def __init__(self, size: int = SIZE) -> None:
         self.size = size
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._replays: OrderedDict[int, tuple[Any, Iterator]] = OrderedDict()
 
     def get(self, key: Hashable) -> Any:
         value = self._items.get(key)
@@ -34,8 +40,24 @@ class Recent:
             self._items.popitem(last=False)
         return value
 
+    def replay(self, plan: Any, encode: Callable[[], Iterator]) -> Iterator:
+        """The writes of `plan`, encoded by the first stream that reads them and replayed to the others.
+
+        Each stream reads its own copy of one `itertools.tee`; the kept copy never advances, so it holds
+        every write encoded so far. Keyed by the plan object (the plan steps above hand out the same one
+        for the same request), which the entry keeps alive so its id cannot be reused."""
+        kept = self._replays.get(id(plan))
+        if kept is None or kept[0] is not plan:
+            kept = self._replays[id(plan)] = (plan, itertools.tee(encode(), 1)[0])
+            if len(self._replays) > REPLAYS:
+                self._replays.popitem(last=False)
+        else:
+            self._replays.move_to_end(id(plan))
+        return copy.copy(kept[1])
+
     def clear(self) -> None:
         self._items.clear()
+        self._replays.clear()
 
     def __len__(self) -> int:
         return len(self._items)

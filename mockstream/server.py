@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -39,9 +39,9 @@ from .faults import (
 from .journal import DEFAULT_SIZE, Entry, Journal
 from .matching import Scenarios, Sequences, resolve
 from .plan import Plan, make_plan, request_seed
-from .recent import Recent, keyable
+from .recent import MAX_REPLAY_TOKENS, Recent, keyable
 from .scenario import Scenario, check_knobs
-from .transport import BACKED_UP, Pacer, Stream, deliver, linger_zero, no_delay, writes
+from .transport import BACKED_UP, Pacer, Stream, Write, deliver, linger_zero, no_delay, writes
 
 log = logging.getLogger("mockstream")
 
@@ -362,6 +362,14 @@ def _roll(app: web.Application, fault: Fault | None) -> Fault | None:
     return fault if app[ROLLS].random() < fault.probability else None
 
 
+def _writes(dialect: Any, plan: Plan) -> Iterator[Write]:
+    """Encode, inject the fault, cut into writes: everything a stream sends, from the plan alone."""
+    frames: Iterable[Frame] = dialect.encode(plan)
+    if plan.fault is not None and plan.fault.layer != "http":
+        frames = inject(frames, plan.fault, partial(dialect.error_frame, plan))
+    return writes(frames, plan.delivery)
+
+
 def _close_entry(
     journal: Journal, entry: Entry, status: int | None, outcome: str, start: float, loop: asyncio.AbstractEventLoop
 ) -> None:
@@ -474,8 +482,8 @@ class Exchange:
                 # a backed-up stream waits on aiohttp's drain: the socket must pause where "backed up" starts
                 transport.set_write_buffer_limits(high=BACKED_UP)  # type: ignore[attr-defined]
             gap = plan.delivery.chunk_gap if plan.delivery.chunk_bytes else 0.0
-            # The frame generators are referenced by the stream alone: it lets go of them once it has ended.
-            self.stream = stream = Stream(writer, transport, writes(self._frames(), plan.delivery), self.start, gap)
+            # The writes are referenced by the stream alone (a replay also by the cache): it lets go at its end.
+            self.stream = stream = Stream(writer, transport, self._writes(), self.start, gap)
             await deliver(stream, self.request.app[PACER])
             if stream.ended_by is None or isinstance(stream.ended_by, Stall):
                 await response.write_eof()
@@ -493,12 +501,13 @@ class Exchange:
     def _headers(self, content_type: str) -> dict[str, str]:
         return _headers(self.dialect, self.plan, content_type, self.request.app[SETTINGS].headers)
 
-    def _frames(self) -> Iterable[Frame]:
-        plan = self.plan
-        frames = self.dialect.encode(plan)
-        if plan.fault is not None and plan.fault.layer != "http":
-            frames = inject(frames, plan.fault, partial(self.dialect.error_frame, plan))
-        return frames
+    def _writes(self) -> Iterator[Write]:
+        """The plan's socket writes: replayed when the same plan streamed recently (and is short)."""
+        dialect, plan = self.dialect, self.plan
+        if plan.delivery.chunk_bytes or plan.usage.completion_tokens > MAX_REPLAY_TOKENS:
+            return _writes(dialect, plan)
+        # The encoder is kept with the replay: it must not hold this exchange (its request, its socket).
+        return self.request.app[RECENT].replay(plan, partial(_writes, dialect, plan))
 
     def cut_short(self) -> str:
         """Why a cancelled exchange ended: our own disconnect/reset fault closing the socket (aiohttp then
