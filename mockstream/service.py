@@ -19,8 +19,9 @@ from typing import Any
 from aiohttp import web
 
 from . import __version__
+from .listen import AcceptingSite
 from .logs import AccessLog, announce
-from .server import IN_FLIGHT, JOURNAL, SETTINGS, InFlight, create_app
+from .server import IN_FLIGHT, JOURNAL, PACER, SETTINGS, InFlight, create_app
 from .workers import reserve, supervise
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -102,7 +103,8 @@ async def run(
         _watch_parent(loop, parent, stop)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=BACKLOG)
+        pacer = app[PACER]
+        site = AcceptingSite(runner, host, port, reuse_port=reuse_port, backlog=BACKLOG, busy=lambda: pacer.behind)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
         on_ready(bound_host, bound_port)

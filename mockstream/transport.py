@@ -255,6 +255,7 @@ class Pacer:
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Future | None = None
         self._wake_at = float("inf")
+        self.behind = False  # writing late: the listener then lets new connections wait (see listen.py)
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -295,10 +296,12 @@ class Pacer:
                 when = self._heap[0][0]
                 now = loop.time()
                 if when > now + SLACK:
+                    self.behind = False
                     await self._sleep_until(loop, when)
                     turn_ends = loop.time() + TURN
                     continue
                 if now > turn_ends:  # behind for a whole turn: let the loop accept and read, then go on
+                    self.behind = True
                     await asyncio.sleep(0)
                     turn_ends = loop.time() + TURN
                 _, _, stream = heapq.heappop(self._heap)
@@ -326,6 +329,7 @@ class Pacer:
                     heapq.heappush(self._heap, (due, next(self._order), stream))
         finally:
             self._task = None
+            self.behind = False
 
     async def _sleep_until(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         self._wake = wake = loop.create_future()

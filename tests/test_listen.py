@@ -1,0 +1,72 @@
+"""The listener: a burst of new connections is taken at once, and waits its turn while streams run late."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from mockstream import listen
+from mockstream.listen import Listener, bind
+
+
+class Counted(asyncio.Protocol):
+    made: list[asyncio.BaseTransport]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made.append(transport)
+
+
+async def _passes_until_all_connected(count: int, busy: bool, pass_s: float) -> tuple[int, float, list[int]]:
+    """Open `count` connections at once to a Listener on a loop whose every pass costs `pass_s`; return the
+    passes and the seconds until all were set up, and how many were set up by each pass."""
+    loop = asyncio.get_running_loop()
+    made: list[asyncio.BaseTransport] = []
+    protocol = type("P", (Counted,), {"made": made})
+    sockets = bind("127.0.0.1", 0, 4096, False)
+    listener = Listener(loop, sockets, protocol, 4096, busy=lambda: busy)
+    port = sockets[0].getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    started, passes, progress = time.monotonic(), 0, []
+    try:
+        while len(made) < count and passes < 5000:
+            time.sleep(pass_s)  # the CPU other work (paced streams) takes in every pass
+            await asyncio.sleep(0)
+            passes += 1
+            progress.append(len(made))
+        return passes, time.monotonic() - started, progress
+    finally:
+        listener.close()
+        for transport in made:
+            transport.close()
+        for client in clients:
+            client.close()
+
+
+def test_a_burst_of_connections_is_taken_in_a_few_passes_of_a_busy_uvloop():
+    """uvloop's own server takes one connection per pass of its loop: 300 passes for 300 clients."""
+    uvloop = pytest.importorskip("uvloop")
+    passes, _, _ = uvloop.run(_passes_until_all_connected(300, busy=False, pass_s=0.002))
+    assert passes <= 300 // listen.ADMIT + 10, passes
+
+
+def test_while_streams_run_late_new_connections_trickle_in_yet_none_waits_past_max_wait(monkeypatch):
+    monkeypatch.setattr(listen, "MAX_WAIT", 0.4)
+    passes, took, progress = asyncio.run(_passes_until_all_connected(200, busy=True, pass_s=0.002))
+    assert progress[0] <= 20, progress[:10]  # the first pass takes a few, not a batch of ADMIT or all
+    assert took < 0.4 + 0.3, (took, progress[-10:])
+    assert passes > 200 // listen.ADMIT + 10, passes  # spread out, not taken in batches
+
+
+def test_bind_names_the_address_in_use():
+    taken = bind("127.0.0.1", 0, 16, False)
+    try:
+        port = taken[0].getsockname()[1]
+        with pytest.raises(OSError) as failure:
+            bind("127.0.0.1", port, 16, False)
+        assert str(port) in str(failure.value)
+    finally:
+        for sock in taken:
+            sock.close()
