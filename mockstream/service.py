@@ -10,6 +10,7 @@ until the second wait ends: 5 s took 10 s), is rounded up to whole seconds above
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -107,6 +108,9 @@ async def run(
         site = AcceptingSite(runner, host, port, reuse_port=reuse_port, backlog=BACKLOG, busy=lambda: pacer.behind)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
+        # What lives as long as the server (modules, scenarios, the app) leaves the collector's sight: a full
+        # collection then scans only what requests made (one took 56 ms among 1000 streams, a pause all see).
+        gc.freeze()
         on_ready(bound_host, bound_port)
         await stop.wait()
         await site.stop()  # stop accepting
