@@ -20,8 +20,8 @@ from aiohttp import web
 
 log = logging.getLogger("mockstream")
 
-ADMIT = 16  # connections set up per pass of the loop (about 8 ms of handler work)
-MAX_WAIT = 1.0  # s a new connection waits at most while the streams already running come first
+ADMIT = 8  # connections set up per pass of the loop (about 4 ms of handler work)
+MAX_WAIT = 1.5  # s a new connection waits at most while the streams already running come first
 PAUSE_WHEN_OUT_OF_FILES = 1.0  # s without accepting when the process has no file descriptor left (as asyncio)
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
