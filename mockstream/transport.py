@@ -194,17 +194,20 @@ class Stream:
             self.not_before = now + self.gap
         return out
 
-    def write_due(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Write what is due now, until the socket backs up.
+    def write_due(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Write what is due now, until the socket backs up (then True).
 
         Each write is one HTTP chunk, straight to the transport: aiohttp's writer would cost two coroutines
         and a list per write, a third of the CPU a paced stream needs. The headers went out in `prepare`,
         and aiohttp's `write_eof` ends the body, so the framing stays aiohttp's."""
         transport = self.transport
-        while not self.backed_up() and (data := self.take(loop)) is not None:
+        while (data := self.take(loop)) is not None:
             if transport is None or transport.is_closing():
                 raise ConnectionResetError("the client closed the connection")
             transport.write(b"%x\r\n%b\r\n" % (len(data), data))  # type: ignore[attr-defined]
+            if transport.get_write_buffer_size() > BACKED_UP:  # type: ignore[attr-defined]
+                return True
+        return False
 
     def _strike(self, fault: Fault, loop: asyncio.AbstractEventLoop) -> bool:
         """Make a delivery fault happen; False when the stream must wait (or ends) instead of going on."""
@@ -308,11 +311,8 @@ class Pacer:
                 future = stream.future
                 if future is None or future.done():
                     continue
-                if stream.backed_up():
-                    future.set_result(None)
-                    continue
-                try:
-                    stream.write_due(loop)
+                try:  # a stream in the pacer is not backed up: only its own writes fill its socket
+                    backed_up = stream.write_due(loop)
                 except Exception as exc:  # this stream's client is gone: end it, never the pacer
                     if not future.done():
                         future.set_exception(exc)
@@ -320,7 +320,7 @@ class Pacer:
                 if future.done():
                     continue
                 item = stream.item
-                if item is None:
+                if item is None or backed_up:  # ended, or handed back to wait for its socket
                     future.set_result(None)
                 else:
                     due = stream.start + item[0]
