@@ -205,7 +205,7 @@ class Stream:
             if transport is None or transport.is_closing():
                 raise ConnectionResetError("the client closed the connection")
             transport.write(b"%x\r\n%b\r\n" % (len(data), data))  # type: ignore[attr-defined]
-            if transport.get_write_buffer_size() > BACKED_UP:  # type: ignore[attr-defined]
+            if self.backed_up():
                 return True
         return False
 
