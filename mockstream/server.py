@@ -376,6 +376,13 @@ def _close_entry(
     journal.close(entry, status, outcome, round((loop.time() - start) * 1000, 3))
 
 
+class _HeadersWithBody(web.StreamResponse):
+    """A response whose headers wait for its first body write, to leave with it in one packet (as aiohttp's
+    own `web.Response` does); older aiohttp ignores the flag and sends them at once."""
+
+    _send_headers_immediately = False
+
+
 class Exchange:
     """One answered request: applies the plan's fault in the layer that owns it and journals the ending."""
 
@@ -467,26 +474,33 @@ class Exchange:
 
     async def _stream(self) -> web.StreamResponse:
         plan = self.plan
-        response = web.StreamResponse(headers=self._headers("text/event-stream; charset=utf-8"))
+        transport = self.request.transport
+        if transport is not None:
+            if plan.delivery.chunk_bytes:
+                no_delay(transport)
+            # a backed-up stream waits on aiohttp's drain: the socket must pause where "backed up" starts
+            transport.set_write_buffer_limits(high=BACKED_UP)  # type: ignore[attr-defined]
+        gap = plan.delivery.chunk_gap if plan.delivery.chunk_bytes else 0.0
+        # The writes are referenced by the stream alone (a replay also by the cache): it lets go at its end.
+        self.stream = stream = Stream(None, transport, self._writes(), self.start, gap)
+        # What is due at once leaves with the headers in one packet; else the headers go at once, alone.
+        head = stream.take_head(self.loop)
+        with_body = head is not None or stream.tail
+        response = (_HeadersWithBody if with_body else web.StreamResponse)(
+            headers=self._headers("text/event-stream; charset=utf-8")
+        )
         response.enable_chunked_encoding()
         try:
-            writer = await response.prepare(self.request)
+            stream.writer = await response.prepare(self.request)
+            if head is not None:
+                await response.write(head)
         except ConnectionError:  # the client left before the headers went out (aiohttp then stays quiet)
             self.finish("client_disconnected")
             return response
-        transport = self.request.transport
         try:
-            if transport is not None:
-                if plan.delivery.chunk_bytes:
-                    no_delay(transport)
-                # a backed-up stream waits on aiohttp's drain: the socket must pause where "backed up" starts
-                transport.set_write_buffer_limits(high=BACKED_UP)  # type: ignore[attr-defined]
-            gap = plan.delivery.chunk_gap if plan.delivery.chunk_bytes else 0.0
-            # The writes are referenced by the stream alone (a replay also by the cache): it lets go at its end.
-            self.stream = stream = Stream(writer, transport, self._writes(), self.start, gap)
             await deliver(stream, self.request.app[PACER])
             if stream.ended_by is None or isinstance(stream.ended_by, Stall):
-                await response.write_eof()
+                await response.write_eof(stream.tail)
             self.finish(plan.fault.outcome if plan.fault is not None else "completed")
         except ConnectionError:
             self.finish("client_disconnected")

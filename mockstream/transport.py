@@ -109,6 +109,7 @@ class Stream:
         "not_before",
         "parked",
         "start",
+        "tail",
         "transport",
         "writer",
         "writes",
@@ -136,6 +137,7 @@ class Stream:
         self.last_byte: float | None = None
         self.ended_by: Fault | None = None  # the delivery fault that ended or stalled the stream
         self.parked = False  # stalled with no end: only the client leaving ends it
+        self.tail = b""  # the last write, kept to leave with the body's end (see `take`)
 
     def due(self) -> float:
         assert self.item is not None
@@ -145,9 +147,17 @@ class Stream:
         transport = self.transport
         return transport is not None and transport.get_write_buffer_size() > BACKED_UP  # type: ignore[attr-defined]
 
+    def take_head(self, loop: asyncio.AbstractEventLoop) -> bytes | None:
+        """The first write when it is due at once (it can then leave with the response headers), else None."""
+        item = self.item
+        if item is None or isinstance(item[1], Fault) or self.due() > loop.time() + SLACK:
+            return None
+        return self.take(loop)
+
     def take(self, loop: asyncio.AbstractEventLoop) -> bytes | None:
         """The bytes to write now, counted as sent, or None when nothing is due (or the stream has ended or
-        must wait).
+        must wait). The stream's last write is not returned but kept as `tail`, for the handler to send
+        with the end of the body (aiohttp's `write_eof`): one packet where two would go.
 
         One write per item while the stream keeps its pacing. A paced item already CATCH_UP late takes every
         item due after it along in the same write: a stream that fell behind (a loaded server) catches up in
@@ -192,6 +202,9 @@ class Stream:
         self.events_sent += events
         if self.gap:
             self.not_before = now + self.gap
+        if self.item is None:
+            self.tail = out
+            return None
         return out
 
     def write_due(self, loop: asyncio.AbstractEventLoop) -> bool:
@@ -199,7 +212,7 @@ class Stream:
 
         Each write is one HTTP chunk, straight to the transport: aiohttp's writer would cost two coroutines
         and a list per write, a third of the CPU a paced stream needs. The headers went out in `prepare`,
-        and aiohttp's `write_eof` ends the body, so the framing stays aiohttp's."""
+        and aiohttp's `write_eof` ends the body (with the `tail`), so the framing stays aiohttp's."""
         transport = self.transport
         while (data := self.take(loop)) is not None:
             if transport is None or transport.is_closing():

@@ -214,6 +214,39 @@ def test_without_events_per_write_each_frame_is_its_own_write(server):
     assert [chunk.count(b"\n\n") for chunk in response.chunks] == [1] * 6
 
 
+@pytest.mark.parametrize(("path", "body", "first_due_at_once"), [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "mockstream": {"tokens": ["a", "b"]}},
+     True),  # the role chunk is due at once
+    ("/v1/completions", {"prompt": "hi", "mockstream": {"tokens": ["a", "b"], "ttft_ms": 150}}, False),
+])
+def test_the_headers_leave_with_the_first_event_and_the_end_with_the_last(make_server, monkeypatch, path, body,
+                                                                          first_due_at_once):
+    """One packet fewer at each end of a stream: a first event due at once goes out in the headers' write
+    (else the headers go alone, at once), and the zero-size chunk in the last event's write."""
+    server = make_server(speed=1)
+    writes: list[bytes] = []
+    write = asyncio.selector_events._SelectorSocketTransport.write  # the in-process server's transport
+
+    def record(transport, data):
+        writes.append(bytes(data))
+        write(transport, data)
+
+    monkeypatch.setattr(asyncio.selector_events._SelectorSocketTransport, "write", record)
+    payload = json.dumps({"model": "m", "stream": True, **body}).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
+        received = b"".join(iter(lambda: sock.recv(65536), b""))
+    monkeypatch.undo()
+    assert b"".join(writes) == received
+    head, *rest = writes
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert head.endswith(b"\n\n\r\n" if first_due_at_once else b"\r\n\r\n")
+    assert rest[-1].endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
+    events = received.count(b"data: ")
+    assert events >= 4 and len(writes) == events + (not first_due_at_once)  # one write per event, no more
+
+
 def test_grouped_frames_arrive_together_at_the_last_ones_deadline(make_server):
     srv = make_server(speed=1)
     response = raw_stream(srv.port, {"tokens": [str(i) for i in range(8)], "ttft_ms": 0, "itl_ms": 60,
@@ -263,13 +296,15 @@ async def test_a_pacer_behind_its_deadlines_lets_the_loop_run_between_turns():
 
     pacer = Pacer()
     start = loop.time()
-    streams = [Stream(None, SlowSocket(), iter([(0.0, b"x", 1)]), start) for _ in range(400)]
+    # each stream's last write is kept for the handler's write_eof: the pacer writes only the first
+    streams = [Stream(None, SlowSocket(), iter([(0.0, b"x", 1), (0.0, b"end", 1)]), start) for _ in range(400)]
     runs = [loop.create_task(pacer.run(stream)) for stream in streams]
     await asyncio.sleep(0)  # every stream is in the pacer, whose driver is about to start
     seen_at: list[int] = []
     loop.call_soon(lambda: seen_at.append(len(written)))
     await asyncio.gather(*runs)
     assert len(written) == 400
+    assert all(stream.tail == b"end" for stream in streams)
     assert seen_at and seen_at[0] < 100, seen_at
 
 
