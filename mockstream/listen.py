@@ -5,6 +5,10 @@ thousands of paced streams makes each pass last milliseconds, and a burst of new
 kernel's queue for seconds (2000 clients ramped over 0.5 s got their headers at about 300 per second, and
 a third of their streams could not finish in time). The stdlib loop accepts up to `backlog` connections per
 wake-up; `AcceptingSite` does the same on any loop, and decides itself when each connection is set up.
+
+Letting connections in is the cheap part: the handler work of their requests (a few hundred microseconds
+each) comes later, in the pass after their bytes arrive, and every running stream waits for it. So the
+listener also bounds how many connections are on their way in at once (`Arrivals`).
 """
 
 from __future__ import annotations
@@ -22,8 +26,40 @@ log = logging.getLogger("mockstream")
 
 ADMIT = 8  # connections set up per pass of the loop (about 4 ms of handler work)
 MAX_WAIT = 1.5  # s a new connection waits at most while the streams already running come first
+ON_THEIR_WAY = 16  # connections let in whose first request has not begun, at most (see Arrivals)
+FIRST_REQUEST_WAIT = 0.5  # s a connection let in counts as on its way at most (a client that says nothing)
+WINDOW_FULL_RETRY = 0.001  # s between looks at a full window (a busy loop looks every pass anyway)
 PAUSE_WHEN_OUT_OF_FILES = 1.0  # s without accepting when the process has no file descriptor left (as asyncio)
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+class Arrivals:
+    """Connections let in whose first request has not begun: all their handler work is still ahead.
+
+    The requests of a burst of new clients arrive together and are handled back to back in the loop's next
+    pass, while every running stream waits (80 at once stalled 400 streams for 30 ms). The listener lets
+    new connections in only while fewer than ON_THEIR_WAY are on their way, so the running streams wait a
+    few milliseconds at a time. The handler says when a request begins; a connection that sends nothing
+    for FIRST_REQUEST_WAIT stops counting."""
+
+    def __init__(self) -> None:
+        self._since: dict[asyncio.BaseProtocol, float] = {}  # protocol -> when it was set up, oldest first
+
+    def arrived(self, protocol: asyncio.BaseProtocol, now: float) -> None:
+        self._since[protocol] = now
+
+    def begun(self, protocol: asyncio.BaseProtocol) -> None:
+        """A request began on `protocol`'s connection (a no-op after its first)."""
+        self._since.pop(protocol, None)
+
+    def on_their_way(self, now: float) -> int:
+        since = self._since
+        while since:
+            oldest = next(iter(since))
+            if now - since[oldest] < FIRST_REQUEST_WAIT:
+                break
+            del since[oldest]
+        return len(since)
 
 
 class Listener:
@@ -32,7 +68,8 @@ class Listener:
     Accepted connections wait in a queue to be set up, ADMIT per pass of the loop. While `busy()` (the
     pacer writes late) they trickle in instead, spread over the time left until the oldest has waited
     MAX_WAIT: a burst of new clients then delays its own first bytes rather than every stream already
-    running, the way a loaded LLM server queues new requests, and no client waits long."""
+    running, the way a loaded LLM server queues new requests, and no client waits long. And at most
+    ON_THEIR_WAY connections are on their way in at once (see `Arrivals`)."""
 
     def __init__(
         self,
@@ -41,12 +78,14 @@ class Listener:
         factory: Callable,
         batch: int,
         busy: Callable[[], bool] = lambda: False,
+        arrivals: Arrivals | None = None,
     ):
         self._loop = loop
         self._sockets = sockets
         self._factory = factory
         self._batch = batch
         self._busy = busy
+        self._arrivals = arrivals if arrivals is not None else Arrivals()
         self._waiting: deque[tuple[float, socket.socket]] = deque()
         self._admitting = False  # an admission pass is scheduled
         self._last_pass = loop.time()
@@ -106,14 +145,19 @@ class Listener:
         else:
             room = ADMIT
         self._last_pass = now
+        room = min(room, ON_THEIR_WAY - self._arrivals.on_their_way(now))
         for _ in range(min(len(waiting), room)):
             conn = waiting.popleft()[1]
-            task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, conn))
+            protocol = self._factory()  # made here, not by the loop, to count as on its way from now on
+            self._arrivals.arrived(protocol, now)
+            task = self._loop.create_task(self._loop.connect_accepted_socket(lambda p=protocol: p, conn))
             self._connecting.add(task)
             task.add_done_callback(self._connected)
         self._admitting = bool(waiting)
-        if waiting:
+        if waiting and room > 0:
             self._loop.call_soon(self._admit)
+        elif waiting:
+            self._loop.call_later(WINDOW_FULL_RETRY, self._admit)
 
     def _resume(self, listening: socket.socket) -> None:
         if listening in self._sockets:
@@ -126,9 +170,10 @@ class Listener:
 
 
 class AcceptingSite(web.BaseSite):
-    """A TCP site like `web.TCPSite`, listening with a `Listener`; `busy()` says the streams run late."""
+    """A TCP site like `web.TCPSite`, listening with a `Listener`; `busy()` says the streams run late, and
+    the app's handlers tell `arrivals` when a request begins."""
 
-    __slots__ = ("_busy", "_host", "_port", "_reuse_port")
+    __slots__ = ("_arrivals", "_busy", "_host", "_port", "_reuse_port")
 
     def __init__(
         self,
@@ -139,12 +184,14 @@ class AcceptingSite(web.BaseSite):
         backlog: int,
         reuse_port: bool = False,
         busy: Callable[[], bool] = lambda: False,
+        arrivals: Arrivals | None = None,
     ):
         super().__init__(runner, backlog=backlog)
         self._host = host
         self._port = port
         self._reuse_port = reuse_port
         self._busy = busy
+        self._arrivals = arrivals
 
     @property
     def name(self) -> str:
@@ -154,7 +201,9 @@ class AcceptingSite(web.BaseSite):
         await super().start()
         sockets = bind(self._host, self._port, self._backlog, self._reuse_port)
         loop = asyncio.get_running_loop()
-        self._server = Listener(loop, sockets, self._runner.server, self._backlog, self._busy)  # type: ignore[assignment]
+        self._server = Listener(  # type: ignore[assignment]
+            loop, sockets, self._runner.server, self._backlog, self._busy, self._arrivals
+        )
 
 
 def bind(host: str, port: int, backlog: int, reuse_port: bool) -> list[socket.socket]:

@@ -37,6 +37,7 @@ from .faults import (
     inject,
 )
 from .journal import DEFAULT_SIZE, Entry, Journal
+from .listen import Arrivals
 from .matching import Scenarios, Sequences, resolve
 from .plan import Plan, make_plan, request_seed
 from .recent import MAX_REPLAY_TOKENS, Recent, keyable
@@ -76,6 +77,7 @@ JOURNAL = web.AppKey("journal", Journal)
 ROLLS = web.AppKey("rolls", random.Random)
 PACER = web.AppKey("pacer", Pacer)
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
+ARRIVALS = web.AppKey("arrivals", Arrivals)  # told when a request begins (see listen.py)
 RECENT = web.AppKey("recent", Recent)  # recent bodies parsed and planned (see _read_json and _plan)
 CORS_ORIGINS = web.AppKey("cors_origins", tuple)
 ERRORS = web.AppKey("errors", list)  # unexpected exceptions, kept for the test that caused them
@@ -110,6 +112,7 @@ def create_app(
     app[JOURNAL] = Journal(journal_size)
     app[ROLLS] = random.Random(seed)
     app[PACER] = Pacer()
+    app[ARRIVALS] = Arrivals()
     app[IN_FLIGHT] = InFlight()
     app[RECENT] = Recent()
     app[ERRORS] = []
@@ -275,6 +278,7 @@ def _dialect_handler(dialect: Any, read_body: BodyReader | None = None):
         # One coroutine for the whole exchange (no wrapper layer, no middleware frame): each layer costs
         # memory per open stream and a resume per wake-up.
         app = request.app
+        app[ARRIVALS].begun(request.protocol)
         in_flight = app[IN_FLIGHT].tasks
         task = asyncio.current_task()
         in_flight.add(task)  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from aiohttp import web
 from . import __version__
 from .listen import AcceptingSite
 from .logs import AccessLog, announce
-from .server import IN_FLIGHT, JOURNAL, PACER, SETTINGS, InFlight, create_app
+from .server import ARRIVALS, IN_FLIGHT, JOURNAL, PACER, SETTINGS, InFlight, create_app
 from .workers import reserve, supervise
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -104,8 +104,10 @@ async def run(
         _watch_parent(loop, parent, stop)
     await runner.setup()
     try:
-        pacer = app[PACER]
-        site = AcceptingSite(runner, host, port, reuse_port=reuse_port, backlog=BACKLOG, busy=lambda: pacer.behind)
+        pacer, arrivals = app[PACER], app[ARRIVALS]
+        site = AcceptingSite(
+            runner, host, port, reuse_port=reuse_port, backlog=BACKLOG, busy=lambda: pacer.behind, arrivals=arrivals
+        )
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
         # What lives as long as the server (modules, scenarios, the app) leaves the collector's sight: a full

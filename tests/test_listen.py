@@ -1,4 +1,5 @@
-"""The listener: a burst of new connections is taken at once, and waits its turn while streams run late."""
+"""The listener: a burst of new connections is taken at once, and waits its turn while streams run late or
+while earlier connections have not begun their requests."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import time
 import pytest
 
 from mockstream import listen
-from mockstream.listen import Listener, bind
+from mockstream.listen import Arrivals, Listener, bind
 
 
 class Counted(asyncio.Protocol):
     made: list[asyncio.BaseTransport]
+    arrivals: Arrivals | None = None  # told at once that a request began (else it never begins)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.made.append(transport)
+        if self.arrivals is not None:
+            self.arrivals.begun(self)
 
 
 async def _passes_until_all_connected(count: int, busy: bool, pass_s: float) -> tuple[int, float, list[int]]:
@@ -24,9 +28,10 @@ async def _passes_until_all_connected(count: int, busy: bool, pass_s: float) -> 
     passes and the seconds until all were set up, and how many were set up by each pass."""
     loop = asyncio.get_running_loop()
     made: list[asyncio.BaseTransport] = []
-    protocol = type("P", (Counted,), {"made": made})
+    arrivals = Arrivals()
+    protocol = type("P", (Counted,), {"made": made, "arrivals": arrivals})
     sockets = bind("127.0.0.1", 0, 4096, False)
-    listener = Listener(loop, sockets, protocol, 4096, busy=lambda: busy)
+    listener = Listener(loop, sockets, protocol, 4096, busy=lambda: busy, arrivals=arrivals)
     port = sockets[0].getsockname()[1]
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
     started, passes, progress = time.monotonic(), 0, []
@@ -58,6 +63,36 @@ def test_while_streams_run_late_new_connections_trickle_in_yet_none_waits_past_m
     assert progress[0] <= 20, progress[:10]  # the first pass takes a few, not a batch of ADMIT or all
     assert took < 0.4 + 0.3, (took, progress[-10:])
     assert passes > 200 // listen.ADMIT + 10, passes  # spread out, not taken in batches
+
+
+async def test_connections_wait_while_too_many_are_on_their_way_in(monkeypatch):
+    """A burst of clients is let in ON_THEIR_WAY at a time: the next wait until requests begin (their handler
+    work is done) or the ones on their way have said nothing for FIRST_REQUEST_WAIT."""
+    monkeypatch.setattr(listen, "ON_THEIR_WAY", 5)
+    monkeypatch.setattr(listen, "FIRST_REQUEST_WAIT", 0.6)
+    loop = asyncio.get_running_loop()
+    made: list[asyncio.BaseTransport] = []
+    arrivals = Arrivals()
+    sockets = bind("127.0.0.1", 0, 4096, False)
+    listener = Listener(loop, sockets, type("P", (Counted,), {"made": made}), 4096, arrivals=arrivals)
+    clients = [socket.create_connection(("127.0.0.1", sockets[0].getsockname()[1])) for _ in range(12)]
+    try:
+        await asyncio.sleep(0.1)
+        assert len(made) == 5  # none has begun a request: the window is full
+        for transport in made[:3]:
+            arrivals.begun(transport.get_protocol())  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        assert len(made) == 8  # three requests began: three more let in
+        deadline = time.monotonic() + 3
+        while len(made) < 12 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert len(made) == 12  # clients that never send a request stop holding the window
+    finally:
+        listener.close()
+        for transport in made:
+            transport.close()
+        for client in clients:
+            client.close()
 
 
 def test_bind_names_the_address_in_use():
