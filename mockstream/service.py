@@ -94,7 +94,10 @@ async def run(
         logger_options: dict[str, Any] = {"access_log_class": access_log.for_aiohttp(also)}
     else:
         logger_options = {"access_log": web.access_logger if aiohttp_log else None}
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=CUT_TIMEOUT, **logger_options)
+    # No SO_KEEPALIVE probes (two system calls per connection): aiohttp closes idle connections itself.
+    runner = web.AppRunner(
+        app, handler_cancellation=True, shutdown_timeout=CUT_TIMEOUT, tcp_keepalive=False, **logger_options
+    )
     # Signals are handled before anyone learns the address: a supervisor may send SIGTERM as soon as it does.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
