@@ -37,10 +37,10 @@ class Arrivals:
     """Connections let in whose first request has not begun: all their handler work is still ahead.
 
     The requests of a burst of new clients arrive together and are handled back to back in the loop's next
-    pass, while every running stream waits (80 at once stalled 400 streams for 30 ms). The listener lets
-    new connections in only while fewer than ON_THEIR_WAY are on their way, so the running streams wait a
-    few milliseconds at a time. The handler says when a request begins; a connection that sends nothing
-    for FIRST_REQUEST_WAIT stops counting."""
+    pass, while every running stream waits: ADMIT per pass over a few quick passes is dozens of requests,
+    tens of milliseconds. The listener lets new connections in only while fewer than ON_THEIR_WAY are on
+    their way, so the running streams wait a few milliseconds at a time. The handler says when a request
+    begins; a connection that sends nothing for FIRST_REQUEST_WAIT stops counting."""
 
     def __init__(self) -> None:
         self._since: dict[asyncio.BaseProtocol, float] = {}  # protocol -> when it was set up, oldest first
