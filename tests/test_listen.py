@@ -4,6 +4,7 @@ while earlier connections have not begun their requests."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 
@@ -23,31 +24,37 @@ class Counted(asyncio.Protocol):
             self.arrivals.begun(self)
 
 
-async def _passes_until_all_connected(count: int, busy: bool, pass_s: float) -> tuple[int, float, list[int]]:
-    """Open `count` connections at once to a Listener on a loop whose every pass costs `pass_s`; return the
-    passes and the seconds until all were set up, and how many were set up by each pass."""
+@contextlib.asynccontextmanager
+async def _burst(count: int, arrivals: Arrivals, *, begin_at_once: bool, busy: bool = False):
+    """A Listener with `count` clients connecting at once; yields the transports set up so far. Their
+    requests begin as they are set up (`begin_at_once`), or never."""
     loop = asyncio.get_running_loop()
     made: list[asyncio.BaseTransport] = []
-    arrivals = Arrivals()
-    protocol = type("P", (Counted,), {"made": made, "arrivals": arrivals})
+    protocol = type("P", (Counted,), {"made": made, "arrivals": arrivals if begin_at_once else None})
     sockets = bind("127.0.0.1", 0, 4096, False)
     listener = Listener(loop, sockets, protocol, 4096, busy=lambda: busy, arrivals=arrivals)
-    port = sockets[0].getsockname()[1]
-    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
-    started, passes, progress = time.monotonic(), 0, []
+    clients = [socket.create_connection(("127.0.0.1", sockets[0].getsockname()[1])) for _ in range(count)]
     try:
-        while len(made) < count and passes < 5000:
-            time.sleep(pass_s)  # the CPU other work (paced streams) takes in every pass
-            await asyncio.sleep(0)
-            passes += 1
-            progress.append(len(made))
-        return passes, time.monotonic() - started, progress
+        yield made
     finally:
         listener.close()
         for transport in made:
             transport.close()
         for client in clients:
             client.close()
+
+
+async def _passes_until_all_connected(count: int, busy: bool, pass_s: float) -> tuple[int, float, list[int]]:
+    """Open `count` connections at once to a Listener on a loop whose every pass costs `pass_s`; return the
+    passes and the seconds until all were set up, and how many were set up by each pass."""
+    async with _burst(count, Arrivals(), begin_at_once=True, busy=busy) as made:
+        started, passes, progress = time.monotonic(), 0, []
+        while len(made) < count and passes < 5000:
+            time.sleep(pass_s)  # the CPU other work (paced streams) takes in every pass
+            await asyncio.sleep(0)
+            passes += 1
+            progress.append(len(made))
+        return passes, time.monotonic() - started, progress
 
 
 def test_a_burst_of_connections_is_taken_in_a_few_passes_of_a_busy_uvloop():
@@ -70,13 +77,8 @@ async def test_connections_wait_while_too_many_are_on_their_way_in(monkeypatch):
     work is done) or the ones on their way have said nothing for FIRST_REQUEST_WAIT."""
     monkeypatch.setattr(listen, "ON_THEIR_WAY", 5)
     monkeypatch.setattr(listen, "FIRST_REQUEST_WAIT", 0.6)
-    loop = asyncio.get_running_loop()
-    made: list[asyncio.BaseTransport] = []
     arrivals = Arrivals()
-    sockets = bind("127.0.0.1", 0, 4096, False)
-    listener = Listener(loop, sockets, type("P", (Counted,), {"made": made}), 4096, arrivals=arrivals)
-    clients = [socket.create_connection(("127.0.0.1", sockets[0].getsockname()[1])) for _ in range(12)]
-    try:
+    async with _burst(12, arrivals, begin_at_once=False) as made:
         await asyncio.sleep(0.1)
         assert len(made) == 5  # none has begun a request: the window is full
         for transport in made[:3]:
@@ -87,12 +89,6 @@ async def test_connections_wait_while_too_many_are_on_their_way_in(monkeypatch):
         while len(made) < 12 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         assert len(made) == 12  # clients that never send a request stop holding the window
-    finally:
-        listener.close()
-        for transport in made:
-            transport.close()
-        for client in clients:
-            client.close()
 
 
 def test_bind_names_the_address_in_use():
