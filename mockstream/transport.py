@@ -6,10 +6,14 @@ every due stream. A stream never sleeps per token (no future, timer and task wak
 is what lets one process hold thousands of paced streams on time. A stream whose socket is backed up
 is handed back to its own handler, which then waits on the socket without holding up the pacer.
 
-Past what one core can write, the pacer degrades gracefully: when behind, it writes in turns of TURN and
-lets the loop accept and answer new requests in between (else a burst of new requests waits seconds for
-its headers behind the streams already running), and a stream that fell CATCH_UP behind sends what is
-due in one write and is on time again.
+Past what one core can write, the pacer degrades gracefully:
+- it writes one deadline's worth of a stream per pop, in deadline order, so every stream falls late by
+  the same little at a time: a reader sees gaps somewhat longer, never a late stream's backlog in a burst;
+- when behind, it writes in turns of TURN and lets the loop accept and answer new requests in between
+  (else a burst of new requests waits seconds for its headers behind the streams already running), and a
+  stream that begins then joins on the pacer's clock (`lag`);
+- a stream that fell CATCH_UP behind (the server past its capacity for seconds) sends what is due in one
+  write and is on time again, so it still ends in time.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from .plan import Delivery
 SLACK = 0.0005  # writes due within this many seconds are written now
 BACKED_UP = 16 * 1024  # bytes waiting in the transport: hand the stream back to its handler
 TURN = 0.002  # s the pacer writes, when behind, before it lets the loop run other work (new requests) once
-CATCH_UP = 0.010  # s: a write this late takes every write due after it along (see Stream.take)
+CATCH_UP = 1.0  # s: a write this late takes every write due after it along (see Stream.take)
 RESET_GRACE = 0.05  # s between the last bytes and an RST, so the reader has them before the reset
 
 Write = tuple[float, Any, int]  # (due offset in s from the stream's start, bytes or a delivery Fault, events)
@@ -207,8 +211,10 @@ class Stream:
             return None
         return out
 
-    def write_due(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Write what is due now, until the socket backs up (then True).
+    def write_due(self, loop: asyncio.AbstractEventLoop, until: float = float("inf")) -> bool:
+        """Write what is due now and no later than `until`, until the socket backs up (then True). The pacer
+        passes the deadline it took the stream for: a late stream's next write waits its turn behind the
+        deadlines of other streams that come first.
 
         Each write is one HTTP chunk, straight to the transport: aiohttp's writer would cost two coroutines
         and a list per write, a third of the CPU a paced stream needs. The headers went out in `prepare`,
@@ -220,6 +226,8 @@ class Stream:
             transport.write(b"%x\r\n%b\r\n" % (len(data), data))  # type: ignore[attr-defined]
             if self.backed_up():
                 return True
+            if self.item is not None and self.due() > until:
+                break
         return False
 
     def _strike(self, fault: Fault, loop: asyncio.AbstractEventLoop) -> bool:
@@ -272,6 +280,7 @@ class Pacer:
         self._wake: asyncio.Future | None = None
         self._wake_at = float("inf")
         self.behind = False  # writing late: the listener then lets new connections wait (see listen.py)
+        self.lag = 0.0  # s the pacer's last write was late by (0 while it keeps up): its clock is that far back
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -313,6 +322,7 @@ class Pacer:
                 now = loop.time()
                 if when > now + SLACK:
                     self.behind = False
+                    self.lag = 0.0
                     await self._sleep_until(loop, when)
                     turn_ends = loop.time() + TURN
                     continue
@@ -320,12 +330,13 @@ class Pacer:
                     self.behind = True
                     await asyncio.sleep(0)
                     turn_ends = loop.time() + TURN
-                _, _, stream = heapq.heappop(self._heap)
+                when, _, stream = heapq.heappop(self._heap)
+                self.lag = now - when if now > when else 0.0
                 future = stream.future
                 if future is None or future.done():
                     continue
                 try:  # a stream in the pacer is not backed up: only its own writes fill its socket
-                    backed_up = stream.write_due(loop)
+                    backed_up = stream.write_due(loop, when + SLACK)
                 except Exception as exc:  # this stream's client is gone: end it, never the pacer
                     if not future.done():
                         future.set_exception(exc)
@@ -343,6 +354,7 @@ class Pacer:
         finally:
             self._task = None
             self.behind = False
+            self.lag = 0.0
 
     async def _sleep_until(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         self._wake = wake = loop.create_future()
@@ -364,8 +376,12 @@ def _set(future: asyncio.Future) -> None:
 async def deliver(stream: Stream, pacer: Pacer) -> Stream:
     """Send every write of `stream`: inline while writes are due, through the pacer while they wait."""
     loop = asyncio.get_running_loop()
+    # A stream that begins while the pacer runs late joins it on the pacer's clock. Else its first paced
+    # write would wait behind the whole backlog (one gap as long as the lag) and be as late as every other
+    # stream's after that anyway.
+    stream.start -= pacer.lag
     while stream.item is not None:
-        stream.write_due(loop)
+        stream.write_due(loop, stream.due())  # what is due at its first deadline: the rest in turn, in the pacer
         if stream.item is None:
             break
         if stream.backed_up():  # a slow reader: wait here for its socket, then for the next deadline

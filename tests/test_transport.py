@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from mockstream import Scenario
+from mockstream import Scenario, transport
 from mockstream.server import JOURNAL, PACER
 from mockstream.testing import MockServer
-from mockstream.transport import Pacer, Stream
+from mockstream.transport import Pacer, Stream, deliver
 
 # ---------------------------------------------------------------- a raw HTTP/1.1 reader ---
 
@@ -261,9 +261,10 @@ def test_grouped_frames_arrive_together_at_the_last_ones_deadline(make_server):
 
 
 # ---------------------------------------------------------------- catching up ---
-def test_a_stream_that_fell_behind_catches_up_in_one_write(make_server):
-    """The server's loop blocked for 300 ms mid-stream (a loaded server): the tokens due meanwhile leave
-    together when it resumes, instead of one write each, ever later."""
+def test_a_stream_that_fell_far_behind_catches_up_in_one_write(make_server, monkeypatch):
+    """The server's loop blocked for 300 ms mid-stream, past CATCH_UP (here 100 ms; a loaded server): the
+    tokens due meanwhile leave together when it resumes, instead of one write each, ever later."""
+    monkeypatch.setattr(transport, "CATCH_UP", 0.1)
     srv = make_server(speed=1)
     loop = srv._loop
     loop.call_soon_threadsafe(loop.call_later, 0.25, time.sleep, 0.3)
@@ -306,6 +307,79 @@ async def test_a_pacer_behind_its_deadlines_lets_the_loop_run_between_turns():
     assert len(written) == 400
     assert all(stream.tail == b"end" for stream in streams)
     assert seen_at and seen_at[0] < 100, seen_at
+
+
+class _Recorder(asyncio.Transport):
+    """A socket that keeps every write, in order."""
+
+    def __init__(self, written: list):
+        super().__init__()
+        self.written = written
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data.split(b"\r\n")[1])  # the HTTP chunk's payload
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_late_streams_take_turns_in_deadline_order():
+    """Two streams 35 ms behind (less than CATCH_UP): each write goes in the order of its deadline, one per
+    turn, so every stream drifts late evenly instead of one sending its backlog in a burst (a reader would
+    see its tokens bunched) while the other falls further behind."""
+    loop = asyncio.get_running_loop()
+    written: list[bytes] = []
+    start = loop.time() - 0.035
+    a = Stream(None, _Recorder(written), iter([(i * 0.010, b"a%d" % i, 1) for i in range(5)]), start)
+    b = Stream(None, _Recorder(written), iter([(0.005 + i * 0.010, b"b%d" % i, 1) for i in range(5)]), start)
+    pacer = Pacer()
+    await asyncio.gather(pacer.run(a), pacer.run(b))
+    assert written[:7] == [b"a0", b"b0", b"a1", b"b1", b"a2", b"b2", b"a3"], written
+    assert a.tail == b"a4" and b.tail == b"b4"
+
+
+class _Costly(_Recorder):
+    """A socket whose writes cost CPU: with enough streams, more than the pacer can write on time."""
+
+    def __init__(self, written: list, cost: float):
+        super().__init__(written)
+        self.cost = cost
+
+    def write(self, data: bytes) -> None:
+        until = time.perf_counter() + self.cost
+        while time.perf_counter() < until:
+            pass
+        self.written.append((time.perf_counter(), data))
+
+
+async def test_a_stream_that_begins_while_the_pacer_runs_late_keeps_its_first_gap():
+    """100 streams writing every 10 ms at 0.15 ms a write: 1.5 times what one core can do, so the pacer
+    falls ever later. A stream that begins then sends its first event at once and joins the pacer on its
+    clock: its next event comes about one gap later, not one gap plus the whole backlog."""
+    loop = asyncio.get_running_loop()
+    pacer = Pacer()
+    start = loop.time()
+    load = [
+        Stream(None, _Costly([], 0.00015), iter([(i * 0.010, b"x", 1) for i in range(80)]), start)
+        for _ in range(100)
+    ]
+    running = [loop.create_task(pacer.run(stream)) for stream in load]
+    while pacer.lag < 0.06:  # the handler of a new request runs between the pacer's turns
+        await asyncio.sleep(0)
+    written: list[tuple[float, bytes]] = []
+    items = [(0.0, b"a", 1), (0.020, b"b", 1), (0.040, b"c", 1), (0.060, b"end", 1)]
+    lag, began = pacer.lag, time.perf_counter()
+    joining = Stream(None, _Costly(written, 0.00015), iter(items), loop.time())
+    await deliver(joining, pacer)
+    (first, _), (second, _), _ = written
+    assert first - began < 0.005  # the first event left at once
+    assert second - first < 0.020 * 1.5 + lag / 2, (second - first, lag)
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
 
 
 def test_unpaced_streams_keep_one_write_per_event_however_late(server):
