@@ -3,9 +3,11 @@ logging each request, and split over worker processes. Real processes and socket
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -15,10 +17,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import pytest
+
+from mockstream.journal import Entry
+from mockstream.logs import AccessLog, timestamp
 
 MOCKSTREAM = str(Path(sys.executable).with_name("mockstream"))
 URL_LINE = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))\b")
@@ -364,6 +370,39 @@ def test_one_access_line_per_request_with_scenario_status_outcome_and_duration(t
     assert 90 <= lines[0]["duration_ms"] < 5000  # one 100 ms gap between the two tokens
     assert {e["worker"] for e in lines} == {server.process.pid}
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["time"]) for e in lines)
+
+
+def test_access_log_times_are_datetimes_iso_format_to_the_millisecond():
+    """The log keeps the text of the current second: the milliseconds must still round as datetime's do."""
+    edges = [0.0, -0.5, 1.0005, 1764066781.9995, 1764066781.9999996, 1764066781.0004999, 1796092044.9159994]
+    spread = [random.Random(7).uniform(0, 4e9) for _ in range(20000)]
+    for seconds in edges + spread + sorted(spread[:2000]):
+        expected = datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+        assert timestamp(seconds) == expected.replace("+00:00", "Z"), seconds
+
+
+async def test_access_lines_ending_in_one_pass_of_the_loop_are_flushed_once(monkeypatch):
+    """A burst of streams ending together costs one write to stdout, and no line waits past that pass."""
+
+    class Stdout:
+        def __init__(self):
+            self.text, self.flushed, self.flushes = "", "", 0
+
+        def write(self, text: str) -> None:
+            self.text += text
+
+        def flush(self) -> None:
+            self.flushed, self.flushes = self.text, self.flushes + 1
+
+    stdout = Stdout()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    log = AccessLog()
+    for number in range(3):
+        log.ended(Entry(number, time.time(), "POST", "/v1/chat/completions", {}, status=200, outcome="completed"))
+    assert stdout.flushes == 0
+    await asyncio.sleep(0)
+    assert stdout.flushes == 1
+    assert stdout.flushed.count("outcome=completed") == 3
 
 
 def test_text_access_log_and_switching_it_off(tmp_path):
