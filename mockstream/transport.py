@@ -374,7 +374,8 @@ def _set(future: asyncio.Future) -> None:
 
 
 async def deliver(stream: Stream, pacer: Pacer) -> Stream:
-    """Send every write of `stream`: inline while writes are due, through the pacer while they wait."""
+    """Send every write of `stream`: what is due at once inline, the rest through the pacer, in turn with
+    every other stream (and, when its socket backs up, here again once it has drained)."""
     loop = asyncio.get_running_loop()
     # A stream that begins while the pacer runs late joins it on the pacer's clock. Else its first paced
     # write would wait behind the whole backlog (one gap as long as the lag) and be as late as every other
