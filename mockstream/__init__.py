@@ -10,14 +10,14 @@ __version__ = "0.1.0"
 # Every name is loaded on first use: pytest loads the plugin (and so this package) in every session of a
 # project that has mockstream installed, and `mockstream --help` should answer at once.
 _HOMES = {
-    "Entry": "journal",
+    "Entry": "server.journal",
     "MockHandle": "testing",
     "MockServer": "testing",
     "RequestError": "errors",
-    "Scenario": "scenario",
+    "Scenario": "plan.schema",
     "ScenarioError": "errors",
     "create_app": "server",
-    "load_scenarios": "scenario",
+    "load_scenarios": "plan.schema",
 }
 __all__ = [
     "Entry",
@@ -33,13 +33,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .errors import RequestError, ScenarioError
-    from .journal import Entry
-    from .scenario import Scenario, load_scenarios
+    from .plan.schema import Scenario, load_scenarios
     from .server import create_app
+    from .server.journal import Entry
     from .testing import MockHandle, MockServer
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name in _HOMES:
         return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
     raise AttributeError(f"module 'mockstream' has no attribute {name!r}")

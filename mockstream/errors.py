@@ -1,8 +1,8 @@
-"""Errors a client can read: every refusal is an OpenAI-shaped body with the right HTTP status."""
+"""The vocabulary of errors every layer shares: a refused request, a scripted failure, a bad scenario file,
+and what the API says for each status when a script gives no words of its own."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 
@@ -22,8 +22,14 @@ class RequestError(Exception):
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
-    def json_bytes(self) -> bytes:
-        return json.dumps(self.body()).encode()
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What a scripted error says; None leaves that part to the API's own words."""
+
+    message: str | None = None
+    type: str | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ def api_error(
 CODE_STATUS = {"rate_limit_exceeded": 429, "insufficient_quota": 429, "server_is_overloaded": 503}
 
 
-def in_band_error(model: str, message: str | None, type: str | None, code: str | None) -> RequestError:
+def in_band_error(model: str, failure: Failure) -> RequestError:
     """The error an `error_event` carries: its message and type follow its code (a rate limit that strikes
     after the 200 reads like a 429), else the API's server error."""
-    return api_error(CODE_STATUS.get(code or "", 500), model, message, type, code)
+    return api_error(CODE_STATUS.get(failure.code or "", 500), model, failure.message, failure.type, failure.code)

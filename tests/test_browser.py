@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import sync_playwright
 
-from mockstream.scenario import DEFAULT_TEXT, Scenario
+from mockstream.plan.schema import DEFAULT_TEXT, Scenario
 from mockstream.testing import MockServer
 
 APP = Path(__file__).parent / "browser" / "app"

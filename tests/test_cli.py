@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 import mockstream
-from mockstream.cli import SERVE_FLAGS
+from mockstream.process.cli import SERVE_FLAGS
 
 MOCKSTREAM = str(Path(sys.executable).with_name("mockstream"))
 URL_LINE = re.compile(r"listening on (http://([0-9.]+):(\d+))\b")

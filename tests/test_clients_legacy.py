@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from mockstream import load_scenarios
-from mockstream.content import tokenize
-from mockstream.scenario import Scenario
+from mockstream.plan.content import tokenize
+from mockstream.plan.schema import Scenario
 from mockstream.testing import MockHandle, MockServer
 
 LEGACY = "0.28.1"

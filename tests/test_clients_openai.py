@@ -10,8 +10,8 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from mockstream.content import tokenize
-from mockstream.scenario import Scenario
+from mockstream.plan.content import tokenize
+from mockstream.plan.schema import Scenario
 
 MESSAGES = [{"role": "user", "content": "Tell me something."}]
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from mockstream import collector
-from mockstream.collector import IdleCollector
+from mockstream.process import collector
+from mockstream.process.collector import IdleCollector
 
 pytestmark = pytest.mark.skipif(sys.version_info >= (3, 14), reason="3.14's incremental collector is left alone")
 

@@ -8,7 +8,7 @@ import unicodedata
 
 import pytest
 
-from mockstream.content import count_tokens, random_tokens, tokenize
+from mockstream.plan.content import count_tokens, random_tokens, tokenize
 
 
 def _is_cjk(char: str) -> bool:

@@ -127,7 +127,7 @@ def test_another_request_gets_other_ids(server):
 def test_the_scenario_is_part_of_the_seed(make_server):
     # design: randomness is seeded from (server seed, scenario, request); two different answers to the same
     # body must not share an id
-    from mockstream.scenario import Scenario
+    from mockstream.plan.schema import Scenario
 
     srv = make_server([Scenario.from_dict({"name": "a", "content": "A"}),
                        Scenario.from_dict({"name": "b", "content": "B"})], seed=0, speed=0)

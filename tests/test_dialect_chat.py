@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mockstream.content import tokenize
-from mockstream.scenario import DEFAULT_TEXT, Scenario
+from mockstream.plan.content import tokenize
+from mockstream.plan.schema import DEFAULT_TEXT, Scenario
 
 USER = [{"role": "user", "content": "Say something."}]
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")

@@ -18,7 +18,7 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 from wire import check_framing, read, request_body, transport_error
 
-from mockstream.content import tokenize
+from mockstream.plan.content import tokenize
 
 TEXT = "Once upon a time, completions streamed plain text."
 TOKENS = ["Once", " upon", " a", " time", ","]

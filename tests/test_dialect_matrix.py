@@ -31,9 +31,9 @@ from wire import (
 )
 
 from mockstream import load_scenarios
-from mockstream.content import tokenize
 from mockstream.faults import describe
-from mockstream.scenario import Scenario
+from mockstream.plan.content import tokenize
+from mockstream.plan.schema import Scenario
 from mockstream.testing import MockServer
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"

@@ -19,7 +19,7 @@ import pytest
 from anthropic import Anthropic, AsyncAnthropic
 from wire import Event, check_framing, read, request_body, transport_error
 
-from mockstream.content import tokenize
+from mockstream.plan.content import tokenize
 from mockstream.testing import MockHandle
 
 TEXT = "Claude-shaped answers arrive as content block deltas."

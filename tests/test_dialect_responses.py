@@ -18,7 +18,7 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 from wire import RESPONSES_TERMINAL, Event, check_framing, read, request_body, transport_error
 
-from mockstream.content import tokenize
+from mockstream.plan.content import tokenize
 
 TEXT = "Responses arrive as typed events; the helper puts the text back together."
 TOKENS = ["Uno", " dos", " tres", " cuatro", " cinco"]

@@ -23,7 +23,6 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from mockstream import load_scenarios
-from mockstream.server import PACER
 from mockstream.testing import MockServer
 
 MESSAGES = [{"role": "user", "content": "Tell me something."}]
@@ -529,7 +528,7 @@ def test_stall_without_ms_times_the_client_out_and_frees_the_stream(srv):
     [entry] = settled(srv)
     assert entry["outcome"] == "client_disconnected"
     assert entry["events_sent"] == 3
-    assert wait_until(lambda: len(srv.app[PACER]) == 0)
+    assert wait_until(lambda: len(srv.state.pacer) == 0)
 
 
 async def test_async_stall_without_ms_times_out(srv):
@@ -567,7 +566,7 @@ def test_a_client_that_stops_at_the_malformed_line_is_journaled_as_leaving(make_
     [entry] = settled(srv)
     assert entry["outcome"] == "client_disconnected"
     assert 3 <= entry["events_sent"] <= 4  # role, one delta, the bad line (and the delta it shares a deadline with)
-    assert wait_until(lambda: len(srv.app[PACER]) == 0)
+    assert wait_until(lambda: len(srv.state.pacer) == 0)
 
 
 def test_malformed_line_keeps_the_framing_and_the_stream_goes_on(srv):

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from mockstream import listen
-from mockstream.listen import Arrivals, Listener, bind
+from mockstream.process import listen
+from mockstream.process.listen import Arrivals, Listener, bind
 
 
 class Counted(asyncio.Protocol):

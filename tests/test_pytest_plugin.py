@@ -35,7 +35,7 @@ import json, os, socket, sys, threading
 import pytest
 
 PORTS = set()
-WATCHED = ("aiohttp", "faker", "mockstream.testing", "mockstream.server", "mockstream.pytest_plugin")
+WATCHED = ("aiohttp", "faker", "mockstream.testing.server", "mockstream.server", "mockstream.testing.pytest_plugin")
 
 
 @pytest.fixture(autouse=True)
@@ -92,10 +92,10 @@ import httpx
 import openai
 import pytest
 
-import mockstream.dialects.chat as chat
+from mockstream.dialects.chat import CHAT
 from mockstream import Scenario
-from mockstream.journal import Entry
-from mockstream.server import JOURNAL
+from mockstream.server.journal import Entry
+from mockstream.server import State
 from mockstream.testing import create_app
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
@@ -154,7 +154,7 @@ async def test_in_loop_app_with_aiohttp_client(aiohttp_client):
     response = await client.post("/v1/chat/completions", json={**BODY, "mockstream": knobs})
     assert response.status == 200
     assert "".join(d or "" for d in deltas(await response.text())) == "in the loop"
-    [entry] = app[JOURNAL]
+    [entry] = State.of(app).journal
     assert entry.outcome == "completed" and entry.body["mockstream"] == knobs
 
 
@@ -246,10 +246,10 @@ def test_reset_second_test_starts_clean(mockstream):
 
 
 def test_server_error_surfaces_in_its_test(mockstream, monkeypatch):
-    def broken(body):
+    def broken(request):
         raise RuntimeError("the dialect broke on purpose")
 
-    monkeypatch.setattr(chat, "parse", broken)
+    monkeypatch.setattr(CHAT, "parse", broken)
     with mockstream.openai(max_retries=0) as client, pytest.raises(openai.InternalServerError):
         collect(client)
 
@@ -258,7 +258,7 @@ def test_server_error_with_only_the_server(mockstream_server, monkeypatch):
     def broken(plan):
         raise RuntimeError("the encoder broke on purpose")
 
-    monkeypatch.setattr(chat, "encode", broken)
+    monkeypatch.setattr(CHAT, "encode", broken)
     with pytest.raises(httpx.HTTPError):
         httpx.post(mockstream_server.base_url + "/chat/completions", json=BODY).raise_for_status()
 
@@ -419,7 +419,7 @@ def test_a_session_that_never_asks_for_a_server(pytester: pytest.Pytester) -> No
     pytester.runpytest_subprocess(*light).assert_outcomes(passed=1)
     report = finish(pytester)
     assert report["plugin"], "the mockstream plugin was not loaded through its entry point"
-    assert report["modules"] == ["mockstream.pytest_plugin"]
+    assert report["modules"] == ["mockstream.testing.pytest_plugin"]
     assert "mockstream" not in report["threads"]
     assert report["ports"] == []
 

@@ -6,8 +6,8 @@ import asyncio
 
 import aiohttp
 
-from mockstream import recent
-from mockstream.recent import Recent
+from mockstream.server import recent
+from mockstream.server.recent import Recent
 
 
 class Plan:

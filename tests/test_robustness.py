@@ -23,9 +23,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from mockstream.server import ERRORS, JOURNAL, MAX_BODY, PACER, Exchange
+from mockstream.deliver.stream import Stream
+from mockstream.server.errors import MAX_BODY
+from mockstream.server.exchange import Exchange
 from mockstream.testing import MockServer
-from mockstream.transport import Stream
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 TOKENS = 200
@@ -47,7 +48,7 @@ def open_tasks(srv: MockServer) -> int:
 
 
 def pacer_length(srv: MockServer) -> int:
-    return on_loop(srv, lambda: len(srv.app[PACER]))
+    return on_loop(srv, lambda: len(srv.state.pacer))
 
 
 def rss_kib() -> int:
@@ -72,7 +73,7 @@ async def settle(srv: MockServer, tasks: int, timeout: float = 5.0) -> float:
 
 
 def journal(srv: MockServer) -> list[dict[str, Any]]:
-    return [entry.to_json() for entry in on_loop(srv, lambda: list(srv.app[JOURNAL]))]
+    return [entry.to_json() for entry in on_loop(srv, lambda: list(srv.state.journal))]
 
 
 # ---------------------------------------------------------------- clients that leave ---
@@ -137,7 +138,7 @@ async def test_500_clients_that_leave_mid_stream_leave_nothing_behind(make_serve
 
     await crowd(srv, 500, seed=1)  # warm up to the same peak: first-use allocations and arenas are not a leak
     await settle(srv, idle)
-    on_loop(srv, lambda: srv.app[JOURNAL].clear())
+    on_loop(srv, lambda: srv.state.journal.clear())
     objects_before = live(*LEAK_SUSPECTS)  # before the memory reading: the first census fills isinstance caches
     gc.collect()
     blocks_before, rss_before = sys.getallocatedblocks(), rss_kib()
@@ -148,15 +149,15 @@ async def test_500_clients_that_leave_mid_stream_leave_nothing_behind(make_serve
     drained = await settle(srv, idle)
 
     # read the journal on the server's loop: copying 500 entries here would itself move the memory numbers
-    outcomes, sent = on_loop(srv, lambda: (Counter(e.outcome for e in srv.app[JOURNAL]),
-                                           [e.events_sent for e in srv.app[JOURNAL]]))
+    outcomes, sent = on_loop(srv, lambda: (Counter(e.outcome for e in srv.state.journal),
+                                           [e.events_sent for e in srv.state.journal]))
     assert outcomes == {"client_disconnected": 500}, outcomes
     assert sum(sent) >= sum(seen for _, seen in results)  # the server sent at least what the clients read
     assert max(sent) < 1 + TOKENS, "a stream ran to its end"
     assert {wanted for wanted, _ in results} >= {0, 1}  # some left before the first token, some just after
-    assert on_loop(srv, lambda: list(srv.app[ERRORS])) == []
+    assert on_loop(srv, lambda: list(srv.state.errors)) == []
 
-    on_loop(srv, lambda: srv.app[JOURNAL].clear())
+    on_loop(srv, lambda: srv.state.journal.clear())
     gc.collect()
     blocks_after, rss_after = sys.getallocatedblocks(), rss_kib()
     objects_after = live(*LEAK_SUSPECTS)  # after the memory reading, so its list is not counted
@@ -193,7 +194,7 @@ def test_clients_that_leave_before_the_headers_are_journaled_and_no_error(make_s
     entries = journal(srv)
     assert entries, "no request reached the server"
     assert {e["outcome"] for e in entries} == {"client_disconnected"}
-    assert on_loop(srv, lambda: list(srv.app[ERRORS])) == [], "a client leaving early is not a server error"
+    assert on_loop(srv, lambda: list(srv.state.errors)) == [], "a client leaving early is not a server error"
 
 
 def test_a_stalled_stream_whose_client_leaves_is_freed(make_server):

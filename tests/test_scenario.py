@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from mockstream import Scenario, ScenarioError, load_scenarios
-from mockstream.scenario import FINISH_REASONS, load_file, parse_scenarios
+from mockstream.plan.schema import FINISH_REASONS, load_file, parse_scenarios
 
 REPO_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 SHIPPED = sorted(p for p in REPO_SCENARIOS.glob("*") if p.suffix in (".yaml", ".yml", ".json"))

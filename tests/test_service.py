@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mockstream.journal import Entry
-from mockstream.logs import AccessLog, timestamp
+from mockstream.server.access_log import AccessLog, timestamp
+from mockstream.server.journal import Entry
 
 MOCKSTREAM = str(Path(sys.executable).with_name("mockstream"))
 URL_LINE = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))\b")
@@ -520,7 +520,7 @@ def _service_settings(path: str) -> list[dict[str, str]]:
 def test_every_example_configures_a_server_that_starts(path):
     """Each example's variables are real settings with valid values, and its scenarios (with the mounted
     folder, where it mounts one) load, as `mockstream serve` in the image would load them."""
-    from mockstream.cli import SERVE_FLAGS, _env_defaults, _scenarios
+    from mockstream.process.cli import SERVE_FLAGS, _env_defaults, _scenarios
 
     known = {flag.env for flag in SERVE_FLAGS}
     for settings in _service_settings(path):

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from mockstream import Scenario, transport
-from mockstream.server import JOURNAL, PACER
+from mockstream import Scenario
+from mockstream.deliver import stream as streams
+from mockstream.deliver.frames import Write
+from mockstream.deliver.pacer import Pacer, deliver
+from mockstream.deliver.stream import Stream
 from mockstream.testing import MockServer
-from mockstream.transport import Pacer, Stream, deliver
 
 # ---------------------------------------------------------------- a raw HTTP/1.1 reader ---
 
@@ -264,7 +266,7 @@ def test_grouped_frames_arrive_together_at_the_last_ones_deadline(make_server):
 def test_a_stream_that_fell_far_behind_catches_up_in_one_write(make_server, monkeypatch):
     """The server's loop blocked for 300 ms mid-stream, past CATCH_UP (here 100 ms; a loaded server): the
     tokens due meanwhile leave together when it resumes, instead of one write each, ever later."""
-    monkeypatch.setattr(transport, "CATCH_UP", 0.1)
+    monkeypatch.setattr(streams, "CATCH_UP", 0.1)
     srv = make_server(speed=1)
     loop = srv._loop
     loop.call_soon_threadsafe(loop.call_later, 0.25, time.sleep, 0.3)
@@ -298,7 +300,7 @@ async def test_a_pacer_behind_its_deadlines_lets_the_loop_run_between_turns():
     pacer = Pacer()
     start = loop.time()
     # each stream's last write is kept for the handler's write_eof: the pacer writes only the first
-    streams = [Stream(None, SlowSocket(), iter([(0.0, b"x", 1), (0.0, b"end", 1)]), start) for _ in range(400)]
+    streams = [Stream(None, SlowSocket(), iter([Write(0.0, b"x", 1), Write(0.0, b"end", 1)]), start) for _ in range(400)]
     runs = [loop.create_task(pacer.run(stream)) for stream in streams]
     await asyncio.sleep(0)  # every stream is in the pacer, whose driver is about to start
     seen_at: list[int] = []
@@ -333,8 +335,8 @@ async def test_late_streams_take_turns_in_deadline_order():
     loop = asyncio.get_running_loop()
     written: list[bytes] = []
     start = loop.time() - 0.035
-    a = Stream(None, _Recorder(written), iter([(i * 0.010, b"a%d" % i, 1) for i in range(5)]), start)
-    b = Stream(None, _Recorder(written), iter([(0.005 + i * 0.010, b"b%d" % i, 1) for i in range(5)]), start)
+    a = Stream(None, _Recorder(written), iter([Write(i * 0.010, b"a%d" % i, 1) for i in range(5)]), start)
+    b = Stream(None, _Recorder(written), iter([Write(0.005 + i * 0.010, b"b%d" % i, 1) for i in range(5)]), start)
     pacer = Pacer()
     await asyncio.gather(pacer.run(a), pacer.run(b))
     assert written[:7] == [b"a0", b"b0", b"a1", b"b1", b"a2", b"b2", b"a3"], written
@@ -363,7 +365,7 @@ async def test_a_stream_that_begins_while_the_pacer_runs_late_keeps_its_first_ga
     pacer = Pacer()
     start = loop.time()
     load = [
-        Stream(None, _Costly([], 0.00015), iter([(i * 0.010, b"x", 1) for i in range(80)]), start)
+        Stream(None, _Costly([], 0.00015), iter([Write(i * 0.010, b"x", 1) for i in range(80)]), start)
         for _ in range(100)
     ]
     running = [loop.create_task(pacer.run(stream)) for stream in load]
@@ -372,7 +374,7 @@ async def test_a_stream_that_begins_while_the_pacer_runs_late_keeps_its_first_ga
         assert loop.time() < late_by, "the pacer never fell 60 ms behind"
         await asyncio.sleep(0)
     written: list[tuple[float, bytes]] = []
-    items = [(0.0, b"a", 1), (0.020, b"b", 1), (0.040, b"c", 1), (0.060, b"end", 1)]
+    items = [Write(0.0, b"a", 1), Write(0.020, b"b", 1), Write(0.040, b"c", 1), Write(0.060, b"end", 1)]
     lag, began = pacer.lag, time.perf_counter()
     joining = Stream(None, _Costly(written, 0.00015), iter(items), loop.time())
     await deliver(joining, pacer)
@@ -458,7 +460,7 @@ def test_jitter_is_the_same_for_the_same_seed(make_server):
 @pytest.mark.parametrize("ttft_ms", [0, 30_000], ids=["mid-stream", "before-the-first-token"])
 def test_a_client_that_leaves_frees_its_stream(make_server, ttft_ms):
     srv = make_server(speed=1)
-    pacer = srv.app[PACER]
+    pacer = srv.state.pacer
     idle = open_tasks(srv)
     request = request_bytes(srv.port, {"tokens": ["tok "] * 400, "ttft_ms": ttft_ms, "itl_ms": 50})
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
@@ -484,7 +486,7 @@ def test_the_server_keeps_serving_after_clients_leave(make_server):
             assert sock.recv(65536)
     response = raw_stream(srv.port, {"content": "still here", "itl_ms": 5})
     assert response.text() == "still here"
-    assert wait_until(lambda: len(srv.app[PACER]) == 0)
+    assert wait_until(lambda: len(srv.state.pacer) == 0)
 
 
 # ---------------------------------------------------------------- many streams at once ---
@@ -526,7 +528,7 @@ async def test_200_concurrent_paced_streams_complete(make_server):
     longest = max(len(expected) for expected, _, _ in results)  # tokens <= characters
     assert elapsed < 0.1 + longest * itl + 3.0, f"{count} streams took {elapsed:.2f} s"
     assert min(duration for *_, duration in results) >= 0.1 + 10 * itl, "the streams were not paced"
-    assert wait_until(lambda: len(srv.app[PACER]) == 0)
+    assert wait_until(lambda: len(srv.state.pacer) == 0)
 
 
 # ---------------------------------------------------------------- a client that does not read ---
@@ -547,7 +549,7 @@ def test_a_client_that_does_not_read_holds_back_its_stream_not_the_server(make_s
         time.sleep(0.5)  # the kernel buffers fill up; the server must wait, not keep writing into memory
         unsent = _unsent(srv)
         assert unsent < 64 * 1024, f"{unsent} bytes waiting in the server for a client that does not read"
-        assert on_loop(srv, lambda: [entry.outcome for entry in srv.app[JOURNAL]]) == ["in_progress"]
+        assert on_loop(srv, lambda: [entry.outcome for entry in srv.state.journal]) == ["in_progress"]
         while not received[-1].endswith(b"0\r\n\r\n"):
             data = sock.recv(1 << 20)
             assert data, "the server closed the stream early"

@@ -279,7 +279,7 @@ def test_json_with_a_charset_is_accepted(http):
 
 
 def test_oversized_body_is_413(http):
-    from mockstream.server import MAX_BODY
+    from mockstream.server.errors import MAX_BODY
 
     big = {**GOOD, "messages": [{"role": "user", "content": "x" * (MAX_BODY + 1024)}]}
     error = error_of(http.post("/chat/completions", json=big), 413)
@@ -288,7 +288,7 @@ def test_oversized_body_is_413(http):
 
 
 def test_a_body_just_under_the_limit_is_served(http):
-    from mockstream.server import MAX_BODY
+    from mockstream.server.errors import MAX_BODY
 
     # whitespace keeps the prompt-token count cheap; the size is what matters here
     body = {**GOOD, "messages": [{"role": "user", "content": " " * (MAX_BODY - 1024)}],

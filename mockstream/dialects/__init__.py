@@ -1,37 +1,97 @@
-"""One module per API spelling. Each turns a request into an `Ask` and a `Plan` into SSE frames.
+"""How each API spells an answer: one module per API, each a `Dialect`; `registry` lists them.
 
-A dialect knows the API's JSON and nothing else: it never sleeps and never touches a socket.
+A dialect knows the API's JSON and nothing else: it reads its request from a `RequestView`, spells a Plan
+as SSE frames (framed by `deliver.sse`), and owns its error body and headers. It never sleeps and never
+touches a socket.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import RequestError
-from ..faults import ErrorEvent, Frame
-from ..plan import Ask, Plan
+if TYPE_CHECKING:
+    from ..deliver.frames import Frame
+    from ..errors import Failure, RequestError
+    from ..plan import Ask, Plan
 
-__all__ = ["Dialect", "Frame"]
+__all__ = ["Asked", "Dialect", "Reply", "RequestView"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """What a dialect may read of a request."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: Any = None  # the parsed JSON body; None when the request has none
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What a request asks, as its dialect reads it."""
+
+    ask: Ask
+    knobs: Any  # the request's `mockstream` object, as sent (the plan layer validates it)
+    request: Any  # the JSON object the request stands for: it seeds the answer
+
+
+@dataclass(slots=True)
+class Reply:
+    """A whole, non-streamed answer: an error, or a completion."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Dialect(Protocol):
     name: str
+    routes: tuple[tuple[str, str], ...]  # (method, path) pairs it answers by default
 
-    def parse(self, body: dict[str, Any]) -> Ask:
-        """Validate the request body (OpenAI-shaped 400 on bad input) and say what it asks for."""
+    def parse(self, request: RequestView) -> Asked:
+        """Validate the request (a 400 in the API's words on bad input) and say what it asks for."""
+        ...
 
     def encode(self, plan: Plan) -> Iterator[Frame]:
-        """The streamed answer, lazily: one frame per SSE event: (due time, bytes, EVENT, TOKEN or TAIL)."""
-
-    def error_frame(self, plan: Plan, fault: ErrorEvent, index: int) -> bytes:
-        """The in-band error event (`error_event` fault) in this API's spelling, after `index` events."""
-
-    def headers(self, plan: Plan) -> dict[str, str]:
-        """The API's own response headers (request id, rate limits...)."""
+        """The streamed answer, lazily: one frame per SSE event."""
+        ...
 
     def complete(self, plan: Plan) -> dict[str, Any]:
         """The non-streamed answer object."""
+        ...
+
+    def headers(self, plan: Plan) -> dict[str, str]:
+        """The API's own response headers (request id, rate limits...)."""
+        ...
+
+    def error_event(self, plan: Plan, failure: Failure, index: int) -> bytes:
+        """The in-band error event(s) of a stream that fails after its 200, after `index` events."""
+        ...
 
     def error_body(self, error: RequestError) -> dict[str, Any]:
         """The error shape this API uses."""
+        ...
+
+    def error_headers(self, error: RequestError, plan: Plan, retry_in: float) -> dict[str, str]:
+        """The headers of an error answer to a planned request: the API's own, and for a 429 its rate-limit
+        headers, saying the limit resets in `retry_in` seconds."""
+        ...
+
+
+class JsonDialect:
+    """A dialect whose request is a JSON object body, knobs under its `mockstream` field."""
+
+    name = ""
+    routes: tuple[tuple[str, str], ...] = ()
+
+    def parse(self, request: RequestView) -> Asked:
+        body = request.body
+        return Asked(self.read(body), body.get("mockstream", {}), body)
+
+    def read(self, body: dict[str, Any]) -> Ask:
+        """What the body asks for; a RequestError in the API's words when it is not valid."""
+        raise NotImplementedError

@@ -5,24 +5,18 @@ Chat framing, a prompt instead of messages, and no tool calls: a scripted tool c
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
-from .. import sse
-from ..content import count_tokens
-from ..errors import RequestError, in_band_error
-from ..faults import TAIL, TOKEN, ErrorEvent
+from ..deliver.frames import TAIL, TOKEN, Frame
+from ..deliver.sse import framing
+from ..errors import RequestError
 from ..plan import Ask, Choice, Plan
-from . import Frame
-from .common import at_least, include_usage, interleave, openai_headers, require
+from ..plan.content import count_tokens
+from .clock import interleave
+from .openai import OpenAIDialect, at_least, dumps, include_usage, require
 
-name = "completions"
 MAX_N = 128
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def parse(body: dict[str, Any]) -> Ask:
@@ -73,7 +67,7 @@ def _head(plan: Plan) -> bytes:
         + b'","object":"text_completion","created":'
         + str(plan.created).encode()
         + b',"model":'
-        + _dumps(plan.model)
+        + dumps(plan.model)
         + b',"system_fingerprint":"'
         + plan.system_fingerprint.encode()
         + b'",'
@@ -81,12 +75,13 @@ def _head(plan: Plan) -> bytes:
 
 
 def encode(plan: Plan) -> Iterator[Frame]:
-    head = b"data: " + _head(plan) + b'"choices":[{"text":'
+    sse = framing(plan.delivery.line_ending)
+    head, end = sse.around(_head(plan) + b'"choices":[{"text":', b"")
 
     def texts(choice: Choice) -> Iterator[tuple[bytes, int]]:
-        tail = b',"index":' + str(choice.index).encode() + b',"logprobs":null,"finish_reason":null}]}\n\n'
+        tail = b',"index":' + str(choice.index).encode() + b',"logprobs":null,"finish_reason":null}]}' + end
         for token in choice.tokens:
-            yield head + _dumps(token) + tail, TOKEN
+            yield head + dumps(token) + tail, TOKEN
 
     def finish(i: int) -> bytes:
         reason = plan.choices[i].finish_reason
@@ -97,14 +92,15 @@ def encode(plan: Plan) -> Iterator[Frame]:
             + str(i).encode()
             + b',"logprobs":null,"finish_reason":"'
             + reason.encode()
-            + b'"}]}\n\n'
+            + b'"}]}'
+            + end
         )
 
     last = yield from interleave(plan, [texts(c) for c in plan.choices], finish)
     if plan.ask.include_usage:
-        yield last, sse.data(_head(plan) + b'"choices":[],"usage":' + _dumps(_usage(plan)) + b"}"), TAIL
+        yield Frame(last, sse.data(_head(plan) + b'"choices":[],"usage":' + dumps(_usage(plan)) + b"}"), TAIL)
     if plan.done:
-        yield last, sse.DONE, TAIL
+        yield Frame(last, sse.done, TAIL)
 
 
 def _usage(plan: Plan) -> dict[str, int]:
@@ -114,10 +110,6 @@ def _usage(plan: Plan) -> dict[str, int]:
         "completion_tokens": tokens,
         "total_tokens": plan.usage.prompt_tokens + tokens,
     }
-
-
-def error_frame(plan: Plan, fault: ErrorEvent, index: int) -> bytes:
-    return sse.data(_dumps(in_band_error(plan.model, fault.message, fault.type, fault.code).body()))
 
 
 def complete(plan: Plan) -> dict[str, Any]:
@@ -140,8 +132,18 @@ def complete(plan: Plan) -> dict[str, Any]:
     }
 
 
-def error_body(error: RequestError) -> dict[str, Any]:
-    return error.body()
+class Completions(OpenAIDialect):
+    name = "completions"
+    routes = (("POST", "/v1/completions"),)
+
+    def read(self, body: dict[str, Any]) -> Ask:
+        return parse(body)
+
+    def encode(self, plan: Plan) -> Iterator[Frame]:
+        return encode(plan)
+
+    def complete(self, plan: Plan) -> dict[str, Any]:
+        return complete(plan)
 
 
-headers = openai_headers
+COMPLETIONS = Completions()

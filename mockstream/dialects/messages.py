@@ -7,18 +7,20 @@ Text is one `text` content block; each tool call is a `tool_use` block whose inp
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
-from .. import sse
-from ..content import count_tokens
-from ..errors import API_ERRORS, CODE_STATUS, RequestError
-from ..faults import EVENT, TAIL, TOKEN, ErrorEvent
+from ..deliver.frames import EVENT, TAIL, TOKEN, Frame
+from ..deliver.sse import Framing, framing
+from ..errors import API_ERRORS, CODE_STATUS, Failure, RequestError
 from ..plan import Ask, Choice, Plan
-from . import Frame
-from .common import interleave, message_text
+from ..plan.content import count_tokens
+from . import JsonDialect
+from .clock import interleave
+from .openai import dumps, message_text
 
-name = "messages"
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -30,10 +32,6 @@ ERROR_TYPES = {
     500: "api_error",
     529: "overloaded_error",
 }
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _field(body: dict[str, Any], key: str, kind: type, required: bool = False) -> Any:
@@ -74,8 +72,8 @@ def _tool_id(plan: Plan, i: int) -> str:
     return "toolu_" + plan.choices[0].tool_calls[i].id.removeprefix("call_")
 
 
-def _event(kind: str, fields: dict[str, Any]) -> bytes:
-    return sse.event(kind, _dumps({"type": kind, **fields}))
+def _event(sse: Framing, kind: str, fields: dict[str, Any]) -> bytes:
+    return sse.event(kind, dumps({"type": kind, **fields}))
 
 
 def _usage(plan: Plan, output_tokens: int) -> dict[str, int]:
@@ -101,56 +99,59 @@ def _message(plan: Plan, content: list, stop_reason: str | None, output_tokens: 
 
 
 def encode(plan: Plan) -> Iterator[Frame]:
+    sse = framing(plan.delivery.line_ending)
     choice = plan.choices[0]
-    yield 0.0, _event("message_start", {"message": _message(plan, [], None, 1)}), EVENT
-    last = yield from interleave(plan, [_with_ping(_blocks(plan, choice))], lambda i: None)
+    yield Frame(0.0, _event(sse, "message_start", {"message": _message(plan, [], None, 1)}), EVENT)
+    last = yield from interleave(plan, [_with_ping(sse, _blocks(sse, plan, choice))], lambda i: None)
     delta = {
         "delta": {"stop_reason": STOP_REASONS[choice.finish_reason], "stop_sequence": None},
         "usage": {"output_tokens": plan.usage.completion_tokens},
     }
-    yield last, _event("message_delta", delta), TAIL
-    yield last, _event("message_stop", {}), TAIL
+    yield Frame(last, _event(sse, "message_delta", delta), TAIL)
+    yield Frame(last, _event(sse, "message_stop", {}), TAIL)
 
 
-def _with_ping(blocks: Iterator[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]:
+def _with_ping(sse: Framing, blocks: Iterator[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]:
     """The API sends its `ping` right after the first `content_block_start` (after `message_start` when
     the answer has no block)."""
     first = next(blocks, None)
     if first is not None:
         yield first
-    yield _event("ping", {}), EVENT
+    yield _event(sse, "ping", {}), EVENT
     yield from blocks
 
 
-def _blocks(plan: Plan, choice: Choice) -> Iterator[tuple[bytes, int]]:
+def _blocks(sse: Framing, plan: Plan, choice: Choice) -> Iterator[tuple[bytes, int]]:
     index = 0
     if choice.tokens:
-        yield _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}), EVENT
-        head = (
-            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":'
-            b'{"type":"text_delta","text":'
+        yield _event(sse, "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}), EVENT
+        head, end = sse.around(
+            b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":',
+            b"}}",
+            "content_block_delta",
         )
         for token in choice.tokens:
-            yield head + _dumps(token) + b"}}\n\n", TOKEN
-        yield _event("content_block_stop", {"index": 0}), EVENT
+            yield head + dumps(token) + end, TOKEN
+        yield _event(sse, "content_block_stop", {"index": 0}), EVENT
         index = 1
     for i, call in enumerate(choice.tool_calls):
         block = {"type": "tool_use", "id": _tool_id(plan, i), "name": call.name, "input": {}}
-        yield _event("content_block_start", {"index": index + i, "content_block": block}), EVENT
+        yield _event(sse, "content_block_start", {"index": index + i, "content_block": block}), EVENT
         for fragment in call.fragments:
             delta = {"type": "input_json_delta", "partial_json": fragment}
-            yield _event("content_block_delta", {"index": index + i, "delta": delta}), TOKEN
-        yield _event("content_block_stop", {"index": index + i}), EVENT
+            yield _event(sse, "content_block_delta", {"index": index + i, "delta": delta}), TOKEN
+        yield _event(sse, "content_block_stop", {"index": index + i}), EVENT
 
 
-def error_frame(plan: Plan, fault: ErrorEvent, index: int) -> bytes:
-    if fault.type in ERROR_TYPES.values():
-        kind = fault.type
-    elif fault.code in CODE_STATUS:
-        kind = ERROR_TYPES.get(CODE_STATUS[fault.code], "api_error")
+def error_event(plan: Plan, failure: Failure, index: int) -> bytes:
+    if failure.type in ERROR_TYPES.values():
+        kind = failure.type
+    elif failure.code in CODE_STATUS:
+        kind = ERROR_TYPES.get(CODE_STATUS[failure.code], "api_error")
     else:
-        kind = "api_error" if fault.message else "overloaded_error"
-    return _event("error", {"error": {"type": kind, "message": fault.message or "Overloaded"}})
+        kind = "api_error" if failure.message else "overloaded_error"
+    sse = framing(plan.delivery.line_ending)
+    return _event(sse, "error", {"error": {"type": kind, "message": failure.message or "Overloaded"}})
 
 
 def complete(plan: Plan) -> dict[str, Any]:
@@ -187,7 +188,7 @@ def _is_openai_default(error: RequestError) -> bool:
     return default is not None and error.message.startswith(default[2].split("{")[0])
 
 
-def headers(plan: Plan) -> dict[str, str]:
+def _headers(plan: Plan) -> dict[str, str]:
     return {
         "request-id": plan.request_id,
         "anthropic-organization-id": "mockstream",
@@ -196,3 +197,47 @@ def headers(plan: Plan) -> dict[str, str]:
         "anthropic-ratelimit-tokens-limit": "400000",
         "anthropic-ratelimit-tokens-remaining": str(400_000 - plan.usage.total_tokens),
     }
+
+
+def _rate_limit_headers(retry_in: float) -> dict[str, str]:
+    """Anthropic's headers on a 429: the request limit is used up until the reset (RFC 3339)."""
+    reset = datetime.fromtimestamp(time.time() + retry_in, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "anthropic-ratelimit-requests-limit": "4000",
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": reset,
+        "anthropic-ratelimit-tokens-limit": "400000",
+        "anthropic-ratelimit-tokens-remaining": "400000",
+    }
+
+
+class Messages(JsonDialect):
+    name = "messages"
+    routes = (("POST", "/v1/messages"),)
+
+    def read(self, body: dict[str, Any]) -> Ask:
+        return parse(body)
+
+    def encode(self, plan: Plan) -> Iterator[Frame]:
+        return encode(plan)
+
+    def complete(self, plan: Plan) -> dict[str, Any]:
+        return complete(plan)
+
+    def headers(self, plan: Plan) -> dict[str, str]:
+        return _headers(plan)
+
+    def error_event(self, plan: Plan, failure: Failure, index: int) -> bytes:
+        return error_event(plan, failure, index)
+
+    def error_body(self, error: RequestError) -> dict[str, Any]:
+        return error_body(error)
+
+    def error_headers(self, error: RequestError, plan: Plan, retry_in: float) -> dict[str, str]:
+        headers = _headers(plan)
+        if error.status == 429:
+            headers.update(_rate_limit_headers(retry_in))
+        return headers
+
+
+MESSAGES = Messages()

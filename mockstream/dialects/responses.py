@@ -8,24 +8,18 @@ The answer is one output item per part: a `message` with one `output_text` part 
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterator
 from typing import Any
 
-from .. import sse
-from ..content import count_tokens
-from ..errors import RequestError, in_band_error
-from ..faults import EVENT, TAIL, TOKEN, ErrorEvent
+from ..deliver.frames import EVENT, TAIL, TOKEN, Frame
+from ..deliver.sse import Framing, framing
+from ..errors import Failure, RequestError, in_band_error
 from ..plan import Ask, Choice, Plan
-from . import Frame
-from .common import interleave, message_text, openai_headers, require
+from ..plan.content import count_tokens
+from .clock import interleave
+from .openai import OpenAIDialect, dumps, message_text, require
 
-name = "responses"
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def parse(body: dict[str, Any]) -> Ask:
@@ -67,6 +61,7 @@ class _Spelling:
 
     def __init__(self, plan: Plan):
         self.plan = plan
+        self.sse: Framing = framing(plan.delivery.line_ending)
         self.choice: Choice = plan.choices[0]
         self.message_id = f"msg_{plan.uid}"
         self.call_ids = [f"fc_{call.id.removeprefix('call_')}{i}" for i, call in enumerate(self.choice.tool_calls)]
@@ -140,26 +135,29 @@ class _Spelling:
             "total_tokens": usage.total_tokens,
         }
 
-
-def _event(kind: str, seq: int, fields: dict[str, Any]) -> bytes:
-    return sse.event(kind, _dumps({"type": kind, "sequence_number": seq, **fields}))
+    def event(self, kind: str, seq: int, fields: dict[str, Any]) -> bytes:
+        return self.sse.event(kind, dumps({"type": kind, "sequence_number": seq, **fields}))
 
 
 def encode(plan: Plan) -> Iterator[Frame]:
     spelling = _Spelling(plan)
     seq = itertools.count()
-    yield 0.0, _event("response.created", next(seq), {"response": spelling.response("in_progress", [])}), EVENT
-    yield 0.0, _event("response.in_progress", next(seq), {"response": spelling.response("in_progress", [])}), EVENT
+    _event = spelling.event
+    yield Frame(0.0, _event("response.created", next(seq), {"response": spelling.response("in_progress", [])}), EVENT)
+    yield Frame(
+        0.0, _event("response.in_progress", next(seq), {"response": spelling.response("in_progress", [])}), EVENT
+    )
     last = yield from interleave(plan, [_items(spelling, seq)], lambda i: None)
     ended = spelling.ended
     final = spelling.response(ended, spelling.output(ended), spelling.usage())
-    yield last, _event(f"response.{ended}", next(seq), {"response": final}), TAIL
+    yield Frame(last, _event(f"response.{ended}", next(seq), {"response": final}), TAIL)
 
 
 def _items(spelling: _Spelling, seq: Iterator[int]) -> Iterator[tuple[bytes, int]]:
     """The output items in stream order: the message (text deltas), then each function call."""
     choice = spelling.choice
     ended = spelling.ended
+    _event = spelling.event
     index = 0
     if choice.tokens:
         ids = {"item_id": spelling.message_id, "output_index": 0, "content_index": 0}
@@ -172,10 +170,12 @@ def _items(spelling: _Spelling, seq: Iterator[int]) -> Iterator[tuple[bytes, int
             EVENT,
         )
         yield _event("response.content_part.added", next(seq), {**ids, "part": spelling.part("")}), EVENT
-        head = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
+        head, end = spelling.sse.around(
+            b'{"type":"response.output_text.delta","sequence_number":', b',"logprobs":[]}', "response.output_text.delta"
+        )
         tail = b',"item_id":"' + spelling.message_id.encode() + b'","output_index":0,"content_index":0,"delta":'
         for token in choice.tokens:
-            yield head + str(next(seq)).encode() + tail + _dumps(token) + b',"logprobs":[]}\n\n', TOKEN
+            yield head + str(next(seq)).encode() + tail + dumps(token) + end, TOKEN
         text = choice.text
         yield _event("response.output_text.done", next(seq), {**ids, "text": text, "logprobs": []}), EVENT
         yield _event("response.content_part.done", next(seq), {**ids, "part": spelling.part(text)}), EVENT
@@ -214,16 +214,6 @@ def _items(spelling: _Spelling, seq: Iterator[int]) -> Iterator[tuple[bytes, int
         )
 
 
-def error_frame(plan: Plan, fault: ErrorEvent, index: int) -> bytes:
-    """An `error` event, then `response.failed`: the stream's one terminal event."""
-    failure = in_band_error(plan.model, fault.message, fault.type, fault.code)
-    message, code = failure.message, failure.code or "server_error"
-    spelling = _Spelling(plan)
-    error = _event("error", index, {"code": code, "message": message, "param": None})
-    failed = spelling.response("failed", [], error={"code": code, "message": message})
-    return error + _event("response.failed", index + 1, {"response": failed})
-
-
 def complete(plan: Plan) -> dict[str, Any]:
     spelling = _Spelling(plan)
     ended = spelling.ended
@@ -232,8 +222,27 @@ def complete(plan: Plan) -> dict[str, Any]:
     return response
 
 
-def error_body(error: RequestError) -> dict[str, Any]:
-    return error.body()
+class Responses(OpenAIDialect):
+    name = "responses"
+    routes = (("POST", "/v1/responses"),)
+
+    def read(self, body: dict[str, Any]) -> Ask:
+        return parse(body)
+
+    def encode(self, plan: Plan) -> Iterator[Frame]:
+        return encode(plan)
+
+    def complete(self, plan: Plan) -> dict[str, Any]:
+        return complete(plan)
+
+    def error_event(self, plan: Plan, failure: Failure, index: int) -> bytes:
+        """An `error` event, then `response.failed`: the stream's one terminal event."""
+        error = in_band_error(plan.model, failure)
+        message, code = error.message, error.code or "server_error"
+        spelling = _Spelling(plan)
+        event = spelling.event("error", index, {"code": code, "message": message, "param": None})
+        failed = spelling.response("failed", [], error={"code": code, "message": message})
+        return event + spelling.event("response.failed", index + 1, {"response": failed})
 
 
-headers = openai_headers
+RESPONSES = Responses()

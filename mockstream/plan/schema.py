@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import faults
+from .. import faults
+from ..errors import Problem, RequestError, ScenarioError
 from .checks import Invalid, boolean, choice, closest, integer, number, reject_unknown, string, type_name
-from .errors import Problem, ScenarioError
 
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls")
+LINE_ENDINGS = ("lf", "crlf", "cr")
 TEXT_SOURCES = ("content", "tokens", "random_tokens")
 SCENARIO_VERSION = 1
 
@@ -97,6 +98,7 @@ KNOBS: dict[str, Knob] = {
     "chunk_bytes": Knob(integer(1), "cut the body into writes of at most N bytes"),
     "chunk_gap_ms": Knob(number(0, 60_000), "pause between the writes of chunk_bytes (default 1 ms)"),
     "events_per_write": Knob(integer(1), "coalesce N SSE events into one write"),
+    "line_ending": Knob(choice(LINE_ENDINGS), "how SSE lines end: lf (default), crlf or cr"),
     "done": Knob(boolean, "end Chat and Completions streams with `data: [DONE]` (default true)"),
     "seed": Knob(integer(0, 2**63 - 1), "per-request seed"),
     "fault": Knob(faults.parse, "make the stream fail: {kind, ...fields, probability} (see Faults)"),
@@ -147,6 +149,15 @@ def check_knobs(raw: Any, path: str = "", allowed_extra: Iterable[str] = ()) -> 
     if "locale" in clean and "random_tokens" not in clean:
         problems.append(Problem(f"{path}.locale" if path else "locale", "locale applies to random_tokens only"))
     return clean, problems
+
+
+def request_knobs(raw: Any) -> dict[str, Any]:
+    """A request's `mockstream` object, validated; a 400 naming the first bad field."""
+    knobs, problems = check_knobs(raw, "mockstream")
+    if problems:
+        message = "Invalid mockstream knobs: " + "; ".join(str(p) for p in problems)
+        raise RequestError(400, message, problems[0].path, "invalid_mockstream_knob")
+    return knobs
 
 
 def _sequence(raw: Any, path: str) -> tuple[tuple[dict, ...], list[Problem]]:

@@ -26,10 +26,6 @@ class Pacing:
             knobs.get("ttft_ms", 0.0) * scale, knobs.get("itl_ms", 0.0) * scale, knobs.get("jitter_ms", 0.0) * scale
         )
 
-    @property
-    def instant(self) -> bool:
-        return self.ttft == 0 and self.itl == 0 and self.jitter == 0
-
     def due_times(self, rng: random.Random | None) -> Iterator[float]:
         """Offsets of token 0, 1, 2, ... forever; never earlier than the previous one (`rng` draws the jitter)."""
         previous = 0.0

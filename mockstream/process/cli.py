@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__
-from .errors import ScenarioError
+from .. import __version__
+from ..errors import ScenarioError
 
 ENV_PREFIX = "MOCKSTREAM_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -64,13 +64,12 @@ def _positive(value: int) -> int:
 
 
 def _route(text: str) -> tuple[str, str]:
-    from .server import DIALECT_NAMES
+    from ..dialects.registry import ROUTABLE
 
     path, _, dialect = text.partition("=")
-    if not path.startswith("/") or dialect not in DIALECT_NAMES:
+    if not path.startswith("/") or dialect not in ROUTABLE:
         raise ValueError(
-            f"expected PATH=DIALECT with PATH starting with / and DIALECT one of "
-            f"{', '.join(DIALECT_NAMES)}, got {text!r}"
+            f"expected PATH=DIALECT with PATH starting with / and DIALECT one of {', '.join(ROUTABLE)}, got {text!r}"
         )
     return path, dialect
 
@@ -299,7 +298,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
 
 
 def _validate(paths: Sequence[str]) -> int:
-    from .scenario import load_scenarios
+    from ..plan.schema import load_scenarios
 
     scenarios = load_scenarios(*paths)
     for scenario in scenarios:
@@ -320,7 +319,7 @@ def _health(url: str | None, wait: float, environ: dict[str, str]) -> int:
 
 def _scenarios(options: dict[str, Any], inline_from: str) -> list:
     """The scenarios of `--scenarios` and `--scenarios-inline`; a name may appear only once across both."""
-    from .scenario import load_scenarios
+    from ..plan.schema import load_scenarios
 
     scenarios = load_scenarios(options["scenarios"]) if options["scenarios"] else []
     if options["scenarios_inline"]:
@@ -337,8 +336,8 @@ def _scenarios(options: dict[str, Any], inline_from: str) -> list:
 def _inline_scenarios(text: str, source: str) -> list:
     import yaml
 
-    from .errors import Problem
-    from .scenario import parse_scenarios
+    from ..errors import Problem
+    from ..plan.schema import parse_scenarios
 
     try:
         document = yaml.safe_load(text)  # YAML reads JSON too

@@ -13,15 +13,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import server
-from .journal import Entry
-from .scenario import Scenario, load_scenarios
-from .server import ERRORS, JOURNAL, RECENT, ROLLS, SCENARIOS, SEQUENCES, SETTINGS
+from aiohttp import web
+
+from .. import server
+from ..plan.schema import Scenario, load_scenarios
+from ..server.journal import Entry
+from ..server.state import State
 
 __all__ = ["Entry", "MockHandle", "MockServer", "create_app"]
 
 
-def create_app(scenarios: Iterable[Scenario] = (), *, speed: float = 0.0, **options: Any):
+def create_app(scenarios: Iterable[Scenario] = (), *, speed: float = 0.0, **options: Any) -> web.Application:
     """The server's app for in-loop tests (pytest-aiohttp's `aiohttp_client`): like
     `mockstream.server.create_app`, but with no pacing delays unless a test asks for them."""
     return server.create_app(scenarios, speed=speed, **options)
@@ -44,11 +46,12 @@ class MockServer:
         **app_options: Any,
     ):
         self.app = create_app(scenarios, seed=seed, speed=speed, **app_options)
+        self.state = State.of(self.app)
         self.host = host
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._runner = None
+        self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
@@ -88,13 +91,12 @@ class MockServer:
         try:
             loop.run_forever()
         finally:
-            loop.run_until_complete(self._runner.cleanup())
+            if self._runner is not None:
+                loop.run_until_complete(self._runner.cleanup())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     async def _start(self) -> None:
-        from aiohttp import web
-
         self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -165,7 +167,7 @@ class MockHandle:
             scenario = Scenario.from_dict({"name": f"test-script-{self._count}", **knobs}, "script()")
         elif knobs:
             raise TypeError("script() takes a Scenario or knobs, not both")
-        scenarios = self.server.app[SCENARIOS]
+        scenarios = self.server.state.scenarios
 
         def install() -> None:
             scenarios.add(scenario)
@@ -178,7 +180,7 @@ class MockHandle:
     def load(self, *paths: str | Path) -> list[str]:
         """Load scenario files (or directories) into the server for this test; returns their names."""
         loaded = load_scenarios(*paths)
-        scenarios = self.server.app[SCENARIOS]
+        scenarios = self.server.state.scenarios
         self.server.call(lambda: [scenarios.add(s) for s in loaded])
         self._scripted.extend(s.name for s in loaded)
         return [s.name for s in loaded]
@@ -186,7 +188,7 @@ class MockHandle:
     @property
     def requests(self) -> list[Entry]:
         """This test's API requests, oldest first (copies, safe to keep)."""
-        journal = self.server.app[JOURNAL]
+        journal = self.server.state.journal
         return self.server.call(lambda: [replace(entry) for entry in journal])
 
     def openai(self, **options: Any):
@@ -211,21 +213,18 @@ class MockHandle:
 
     def errors(self) -> list[BaseException]:
         """Unexpected exceptions the server raised since the last reset (taken: each is reported once)."""
-        errors = self.server.app[ERRORS]
+        errors = self.server.state.errors
         return self.server.call(lambda: [errors.pop(0) for _ in range(len(errors))])
 
     def reset(self) -> None:
-        app = self.server.app
+        """The server's reset (as `POST /_mockstream/reset`), and this handle's scripts removed."""
+        state = self.server.state
         scripted, self._scripted = self._scripted, []
 
         def clear() -> None:
-            app[JOURNAL].clear()
-            app[SEQUENCES].reset()
-            app[ROLLS].seed(app[SETTINGS].seed)
-            app[ERRORS].clear()
-            app[RECENT].clear()
+            state.reset()
             for name in scripted:
-                app[SCENARIOS].remove(name)
-            app[SCENARIOS].fallback = None
+                state.scenarios.remove(name)
+            state.scenarios.fallback = None
 
         self.server.call(clear)

@@ -1,6 +1,5 @@
-"""What `mockstream serve` writes: one access-log line per request on stdout, other logs on stderr.
-
-Both come as text or as JSON lines (`--log-format json`) for log collectors. The access log takes the
+"""The access log of `mockstream serve`: one line per request on stdout, as text or as JSON lines
+(`--log-format json`) for log collectors. It takes the
 scenario, status and outcome of an API request from its journal entry, so it says how a stream really ended
 (`completed`, `fault:reset`, `client_disconnected`, ...), not just the status sent before the body.
 """
@@ -10,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import math
 import os
 import sys
@@ -134,35 +132,3 @@ def _outcome(status: int | None) -> str:
 def _flush() -> None:
     with contextlib.suppress(OSError, ValueError):  # stdout closed or gone: serving matters more than logging
         sys.stdout.flush()
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per log record: time, level, logger, message (and the traceback, if any)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        data = {
-            "time": timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, ensure_ascii=False)
-
-
-def configure(level: str, log_format: str) -> None:
-    """Send Python logging (warnings, errors, tracebacks; debug detail) to stderr in the chosen format."""
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-
-
-def announce(message: str, log_format: str, **fields: Any) -> None:
-    """The start line on stdout: plain text, or a JSON object with the same message and its fields."""
-    if log_format == "json":
-        message = json.dumps({"time": timestamp(time.time()), "level": "info", "message": message, **fields})
-    print(message, flush=True)

@@ -1,16 +1,24 @@
-"""Request-reading helpers that every OpenAI dialect shares."""
+"""What every OpenAI dialect shares: request-reading helpers, the headers and the errors."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
 from typing import Any
 
-from ..content import count_tokens
-from ..errors import RequestError
-from ..faults import TAIL, TOKEN
+from ..deliver.sse import framing
+from ..errors import Failure, RequestError, in_band_error
 from ..plan import Plan, Usage
+from ..plan.content import count_tokens
+from . import JsonDialect
 
-SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
+# json.dumps(value, ensure_ascii=False, separators=...) builds a new encoder per call: reuse one (same bytes)
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON as the APIs send it (UTF-8, no spaces)."""
+    return _encode(value).encode()
+
 
 _MISSING = object()
 _TYPE_NAMES = {
@@ -129,57 +137,6 @@ def usage_object(usage: Usage) -> dict[str, Any]:
     }
 
 
-def interleave(plan: Plan, slots: list[Iterator[tuple[bytes, int]]], finish: Callable[[int], bytes | None]):
-    """Put every choice's frames on the plan's clock. Each TOKEN frame takes the next due time (slot k of
-    every choice is due at the k-th due time); other frames follow the token before them at once, and a
-    choice's `finish` frame (if any) follows its last frame. Returns the last due time (for the frames
-    that close the stream)."""
-    last = 0.0
-    pacing = plan.pacing
-    if len(slots) == 1 and not pacing.jitter:
-        # one choice without jitter (the common case): the same frames and times (token k is due at
-        # ttft + k * itl, as Pacing.due_times computes it), without a generator to resume per token
-        ttft, itl, k = pacing.ttft, pacing.itl, 0
-        for data, kind in slots[0]:
-            if kind == TOKEN:
-                last = ttft + k * itl
-                k += 1
-            yield last, data, kind
-        closing = finish(0)
-        if closing is not None:
-            yield last, closing, TAIL
-        return last
-    times = plan.due_times()
-    if len(slots) == 1:  # one choice: the same frames and times, without the bookkeeping
-        for data, kind in slots[0]:
-            if kind == TOKEN:
-                last = next(times)
-            yield last, data, kind
-        closing = finish(0)
-        if closing is not None:
-            yield last, closing, TAIL
-        return last
-    live = list(enumerate(slots))
-    while live:
-        due = next(times)
-        still = []
-        for i, frames in live:
-            for data, kind in frames:
-                if kind == TOKEN:
-                    yield due, data, TOKEN
-                    still.append((i, frames))
-                    break
-                yield last, data, kind
-            else:
-                closing = finish(i)
-                if closing is not None:
-                    yield last, closing, TAIL
-        if still:
-            last = due
-        live = still
-    return last
-
-
 def openai_headers(plan: Plan) -> dict[str, str]:
     """The headers the OpenAI API sends with every answer (SDKs expose x-request-id as `_request_id`)."""
     return {
@@ -195,3 +152,35 @@ def openai_headers(plan: Plan) -> dict[str, str]:
         "x-ratelimit-remaining-tokens": str(30_000_000 - plan.usage.total_tokens),
         "x-ratelimit-reset-tokens": "0s",
     }
+
+
+def rate_limit_headers(retry_in: float) -> dict[str, str]:
+    """OpenAI's headers on a 429: the request limit is used up and resets in `retry_in` seconds."""
+    return {
+        "x-ratelimit-limit-requests": "3",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": f"{retry_in:g}s",
+        "x-ratelimit-limit-tokens": "30000000",
+        "x-ratelimit-remaining-tokens": "29999000",
+        "x-ratelimit-reset-tokens": "2ms",
+    }
+
+
+class OpenAIDialect(JsonDialect):
+    """Headers and errors as every OpenAI route spells them."""
+
+    def headers(self, plan: Plan) -> dict[str, str]:
+        return openai_headers(plan)
+
+    def error_body(self, error: RequestError) -> dict[str, Any]:
+        return error.body()
+
+    def error_headers(self, error: RequestError, plan: Plan, retry_in: float) -> dict[str, str]:
+        headers = openai_headers(plan)
+        if error.status == 429:
+            headers.update(rate_limit_headers(retry_in))
+        return headers
+
+    def error_event(self, plan: Plan, failure: Failure, index: int) -> bytes:
+        """The in-band error the API sends once a 200 stream has started: openai-python raises APIError."""
+        return framing(plan.delivery.line_ending).data(dumps(in_band_error(plan.model, failure).body()))

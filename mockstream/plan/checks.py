@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .errors import Problem
+from ..errors import Problem
 
 
 class Invalid(Exception):

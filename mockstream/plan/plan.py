@@ -1,4 +1,4 @@
-"""Scenario knobs + the request + a seed -> a concrete, deterministic Plan of what will be said.
+"""Scenario knobs + the request + a seed -> a concrete, deterministic Plan of what will be said (`make_plan`).
 
 The Plan is dialect-neutral: dialects spell it, the transport delivers it. Everything random in it
 (ids, Faker text, jitter) comes from the seed, itself derived from the server seed and the request: ids,
@@ -14,11 +14,13 @@ import random
 import string
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import content
-from .faults import Fault
 from .timing import Pacing
+
+if TYPE_CHECKING:
+    from ..faults import Fault
 
 _ALNUM = string.ascii_letters + string.digits
 DEFAULT_LOCALE = "en_US"
@@ -79,6 +81,7 @@ class Delivery:
     chunk_bytes: int | None = None
     chunk_gap: float = DEFAULT_CHUNK_GAP_MS / 1000
     events_per_write: int = 1
+    line_ending: str = "lf"  # lf, crlf or cr: how SSE lines end
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,16 @@ class Plan:
 
 # Knobs that change how an answer is delivered, not what it says: they stay out of the seed, so the same
 # answer paced, cut or faulted differently keeps its ids and its text.
-DELIVERY_KNOBS = ("ttft_ms", "itl_ms", "jitter_ms", "chunk_bytes", "chunk_gap_ms", "events_per_write", "fault")
+DELIVERY_KNOBS = (
+    "ttft_ms",
+    "itl_ms",
+    "jitter_ms",
+    "chunk_bytes",
+    "chunk_gap_ms",
+    "events_per_write",
+    "line_ending",
+    "fault",
+)
 
 
 def request_seed(seed: int, body: Any, scenario: str = "") -> int:
@@ -153,7 +165,9 @@ def make_plan(
     choices = tuple(_choice(i, knobs, ask, seed) for i in range(ask.n))
     usage = Usage(ask.prompt_tokens, sum(c.completion_tokens for c in choices))
     chunk_gap = knobs.get("chunk_gap_ms", DEFAULT_CHUNK_GAP_MS) / 1000
-    delivery = Delivery(knobs.get("chunk_bytes"), chunk_gap, knobs.get("events_per_write", 1))
+    delivery = Delivery(
+        knobs.get("chunk_bytes"), chunk_gap, knobs.get("events_per_write", 1), knobs.get("line_ending", "lf")
+    )
     return Plan(
         uid,
         request_id,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 
 if TYPE_CHECKING:
-    from .testing import MockHandle, MockServer
+    from .server import MockHandle, MockServer
 
 OPTIONS = (
     ("speed", "0", "divide pacing delays by this; 0 (default) means tests never wait on pacing"),
@@ -89,8 +89,8 @@ def _settings(config: pytest.Config) -> tuple[float, int, Path | None]:
 @pytest.fixture(scope="session")
 def mockstream_server(pytestconfig: pytest.Config) -> Iterator[MockServer]:
     """The session's mock server (127.0.0.1, a free port); each xdist worker gets its own."""
-    from .scenario import load_scenarios
-    from .testing import MockServer
+    from ..plan.schema import load_scenarios
+    from .server import MockServer
 
     speed, seed, directory = pytestconfig.stash[SETTINGS]
     scenarios = load_scenarios(directory) if directory is not None else []
@@ -102,7 +102,7 @@ def mockstream_server(pytestconfig: pytest.Config) -> Iterator[MockServer]:
 @pytest.fixture
 def mockstream(mockstream_server: MockServer, request: pytest.FixtureRequest) -> Iterator[MockHandle]:
     """This test's handle on the session server: `.base_url`, `.script(...)`, `.requests`, `.openai()`."""
-    from .testing import MockHandle
+    from .server import MockHandle
 
     handle = MockHandle(mockstream_server)
     handle.reset()
@@ -132,7 +132,7 @@ def _mockstream_marker(request: pytest.FixtureRequest) -> Iterator[None]:
     if "mockstream_server" not in request.fixturenames:
         yield
         return
-    from .testing import MockHandle
+    from .server import MockHandle
 
     handle = MockHandle(request.getfixturevalue("mockstream_server"))
     handle.errors()  # what an earlier test left behind is not this test's doing

@@ -19,11 +19,13 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__
+from .. import __version__
+from ..server import create_app
+from ..server.access_log import AccessLog
+from ..server.state import InFlight, State
 from .collector import IdleCollector
-from .listen import AcceptingSite
-from .logs import AccessLog, announce
-from .server import ARRIVALS, IN_FLIGHT, JOURNAL, PACER, SETTINGS, InFlight, create_app
+from .listen import AcceptingSite, Arrivals
+from .logs import announce
 from .workers import reserve, supervise
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -83,13 +85,14 @@ async def run(
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM (or until the process `parent` is gone), then drain and stop.
 
-    `access_log` is a `logs.AccessLog` or None; `aiohttp_log` also turns on aiohttp's own access log
+    `access_log` is an `AccessLog` or None; `aiohttp_log` also turns on aiohttp's own access log
     (Python logging, stderr). `on_ready(host, port)` runs once the socket listens."""
-    drain = Drain(app[IN_FLIGHT])
-    app[SETTINGS].headers[WORKER_HEADER] = str(os.getpid())
+    state = State.of(app)
+    drain = Drain(state.in_flight)
+    state.settings.headers[WORKER_HEADER] = str(os.getpid())
     app.on_response_prepare.append(_worker_header)
     if access_log is not None:
-        app[JOURNAL].listeners.append(access_log.ended)  # API requests: once their journal entry closes
+        state.journal.listeners.append(access_log.ended)  # API requests: once their journal entry closes
         also = web.AccessLogger(web.access_logger, web.AccessLogger.LOG_FORMAT) if aiohttp_log else None
         logger_options: dict[str, Any] = {"access_log_class": access_log.for_aiohttp(also)}
     else:
@@ -109,7 +112,8 @@ async def run(
     await runner.setup()
     collector: IdleCollector | None = None
     try:
-        pacer, arrivals = app[PACER], app[ARRIVALS]
+        pacer = state.pacer
+        state.arrivals = arrivals = Arrivals()
         site = AcceptingSite(
             runner, host, port, reuse_port=reuse_port, backlog=BACKLOG, busy=lambda: pacer.behind, arrivals=arrivals
         )
@@ -119,7 +123,7 @@ async def run(
         # collection then scans only what requests made (one took 56 ms among 1000 streams, a pause all see),
         # and it runs while no request is in flight.
         gc.freeze()
-        in_flight = app[IN_FLIGHT].tasks
+        in_flight = state.in_flight.tasks
         collector = IdleCollector(loop, idle=lambda: not in_flight)
         on_ready(bound_host, bound_port)
         await stop.wait()

@@ -10,9 +10,9 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import RequestError
+from ..errors import RequestError
 from .plan import Ask
-from .scenario import DEFAULT, TEXT_SOURCES, Scenario
+from .schema import DEFAULT, TEXT_SOURCES, Scenario
 
 SCENARIO_HEADER = "X-Mockstream-Scenario"
 

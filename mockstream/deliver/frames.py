@@ -1,0 +1,45 @@
+"""What flows from the encoder to the socket: frames (one SSE event each), then writes (what one send holds).
+
+A frame's `data` is its bytes, or a `Strike`: a delivery fault's marker, which the stream acts on when its
+turn comes (close, reset, stall). Delivery knows nothing else of faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from .stream import Stream
+
+# Frame kinds, so a fault can count tokens without knowing the dialect: a TOKEN carries one delta of the
+# answer; a TAIL ends it (finish chunk, usage, [DONE], response.completed); an EVENT is anything else
+# (role chunk, item and block boundaries).
+EVENT, TOKEN, TAIL = 0, 1, 2
+
+
+class Strike(Protocol):
+    """A delivery fault, as the stream sees it: something that acts on the stream when its turn comes."""
+
+    @property
+    def outcome(self) -> str: ...
+
+    def strike(self, stream: Stream, loop: asyncio.AbstractEventLoop) -> bool:
+        """Act on `stream`; True when the stream goes on writing at once, False when it must wait or ends."""
+        ...
+
+
+class Frame(NamedTuple):
+    """One SSE event of the encoded answer."""
+
+    due: float  # offset in s from the stream's start
+    data: bytes | Strike
+    kind: int  # EVENT, TOKEN or TAIL
+
+
+class Write(NamedTuple):
+    """What one socket write sends."""
+
+    due: float  # offset in s from the stream's start
+    data: bytes | Strike
+    events: int  # SSE events the write completes

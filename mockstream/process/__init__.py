@@ -1,0 +1,2 @@
+"""Process: `mockstream serve | validate | health` (cli), the service (drain on SIGTERM), workers, the
+listener, the health check and the garbage-collection policy."""

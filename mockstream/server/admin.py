@@ -1,0 +1,68 @@
+"""`/_mockstream/*`: the request journal, runtime scenarios and reset, as JSON for tests and humans.
+
+Admin calls and `/healthz` are not journaled.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from ..errors import RequestError, ScenarioError
+from ..plan.schema import parse_scenarios
+from .state import State
+
+PREFIX = "/_mockstream"
+
+
+def add_routes(app: web.Application, state: State) -> None:
+    async def requests(request: web.Request) -> web.Response:
+        query = request.query
+        entries = state.journal.select(query.get("session"), query.get("path"), query.get("scenario"))
+        return web.json_response([entry.to_json() for entry in entries])
+
+    async def clear_requests(request: web.Request) -> web.Response:
+        state.journal.clear()
+        return web.json_response({"cleared": True})
+
+    async def scenarios(request: web.Request) -> web.Response:
+        loaded = state.scenarios
+        return web.json_response(
+            [
+                {"name": s.name, "description": s.description, "source": s.source}
+                for s in [*loaded, loaded.default]
+                if s is loaded.default or s.name != loaded.default.name
+            ]
+        )
+
+    async def add_scenarios(request: web.Request) -> web.Response:
+        """Add or replace scenarios: the body is what a scenario file holds (one, a list, or {scenarios: [...]})."""
+        body = await _read_json_any(request)
+        try:
+            added = parse_scenarios(body, "request body")
+        except ScenarioError as exc:
+            param = exc.problems[0].path if exc.problems else None
+            raise RequestError(400, str(exc), param, "invalid_scenario") from None
+        for scenario in added:
+            state.scenarios.add(scenario)
+        return web.json_response({"added": [s.name for s in added]})
+
+    async def reset(request: web.Request) -> web.Response:
+        state.reset()
+        return web.json_response({"reset": True})
+
+    app.router.add_get(f"{PREFIX}/requests", requests)
+    app.router.add_delete(f"{PREFIX}/requests", clear_requests)
+    app.router.add_get(f"{PREFIX}/scenarios", scenarios)
+    app.router.add_post(f"{PREFIX}/scenarios", add_scenarios)
+    app.router.add_post(f"{PREFIX}/reset", reset)
+
+
+async def _read_json_any(request: web.Request) -> object:
+    try:
+        return json.loads(await request.read())
+    except ValueError as exc:
+        raise RequestError(
+            400, f"We could not parse the JSON body of your request. ({exc})", code="invalid_json"
+        ) from None

@@ -1,0 +1,126 @@
+"""The aiohttp application: routes, and the thin handler every API route shares (validate, plan, answer).
+
+This room knows HTTP and nothing else: the JSON belongs to `dialects/`, what is said to `plan/`, bytes and
+time to `deliver/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+
+from aiohttp import web
+
+from ..dialects import Dialect, RequestView
+from ..dialects.registry import DIALECTS
+from ..errors import RequestError
+from ..plan.schema import Scenario
+from . import admin, browsers, models
+from .errors import MAX_BODY, TOO_LARGE, error_response, internal_error, middleware
+from .exchange import Exchange
+from .journal import DEFAULT_SIZE
+from .planner import Planner
+from .state import STATE, State
+
+SESSION_HEADER = "X-Mockstream-Session"
+JSON_TYPES = ("application/json", "application/octet-stream")
+
+
+def create_app(
+    scenarios: Iterable[Scenario] = (),
+    *,
+    seed: int = 0,
+    speed: float = 1.0,
+    journal_size: int = DEFAULT_SIZE,
+    cors_origins: Iterable[str] = ("*",),
+    routes: Mapping[str, str] | None = None,
+    static: str | None = None,
+) -> web.Application:
+    """A ready mock server application; run it with aiohttp's runners or `aiohttp_client`.
+
+    `routes` mounts dialects at more paths (`{"/api/chat": "chat"}`); `static` serves a folder at `/`
+    (otherwise `/` is the demo page); `cors_origins` are the origins browsers may call from.
+    `State.of(app)` is its state."""
+    state = State(scenarios, seed=seed, speed=speed, journal_size=journal_size, cors_origins=cors_origins)
+    app = web.Application(middlewares=[middleware(state)], client_max_size=MAX_BODY)
+    app[STATE] = state
+    admin.add_routes(app, state)
+    planner = Planner(state)
+    for dialect in DIALECTS.values():
+        for method, path in dialect.routes:
+            app.router.add_route(method, path, handler(state, planner, dialect))
+    for path, name in (routes or {}).items():
+        app.router.add_post(path, handler(state, planner, DIALECTS[name]))
+        if name == "chat":  # the same path answers a browser's EventSource
+            app.router.add_get(path, handler(state, planner, DIALECTS["eventsource"]))
+    models.add_routes(app, state)
+    browsers.add_routes(app, static)
+    browsers.allow_cors(app, state.cors_origins)
+    return app
+
+
+def handler(state: State, planner: Planner, dialect: Dialect) -> web.RequestHandler:
+    """The handler of one dialect's route: one coroutine for the whole exchange (no wrapper layer, no
+    middleware frame), since each layer costs memory per open stream and a resume per wake-up."""
+    journal, in_flight = state.journal, state.in_flight.tasks
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if state.arrivals is not None:
+            state.arrivals.begun(request.protocol)
+        task = asyncio.current_task()
+        assert task is not None
+        in_flight.add(task)
+        entry = None
+        try:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            headers = request.headers
+            entry = journal.open(request.method, request.path, headers)
+            entry.session = headers.get(SESSION_HEADER)
+            if "Last-Event-ID" in headers:
+                entry.extra["last_event_id"] = headers["Last-Event-ID"]
+            try:
+                raw = await _read(request)
+                body = planner.body(raw) if raw is not None else None
+                entry.source = raw if raw is not None else dict(request.query)  # the journal keeps what parses
+                view = RequestView(request.method, request.path, request.query, headers, body)
+                plan, position, asked = planner.plan(dialect, view, raw, entry.session)
+            except (RequestError, web.HTTPRequestEntityTooLarge) as exc:
+                error = exc if isinstance(exc, RequestError) else TOO_LARGE
+                journal.close(entry, error.status, "rejected", round((loop.time() - start) * 1000, 3))
+                return error_response(error, dialect)
+            if raw is None:
+                entry.source = asked  # the JSON request a query string stands for
+            entry.scenario = plan.scenario
+            if position is not None:
+                entry.extra["sequence_index"] = position
+            exchange = Exchange(state, request, dialect, plan, entry, start)
+            try:
+                return await exchange.answer()
+            except asyncio.CancelledError:
+                exchange.finish(exchange.cut_short())
+                raise
+        except Exception as exc:  # a bug of ours before the response started: the API's 500
+            if entry is not None and entry.outcome == "in_progress":
+                journal.close(entry, 500, "internal_error", round((time.time() - entry.time) * 1000, 3))
+            return internal_error(state, request, exc, dialect)
+        finally:
+            in_flight.discard(task)
+
+    handle.journaled = True  # type: ignore[attr-defined]  # answers its own errors; its entry is its log
+    return handle
+
+
+async def _read(request: web.Request) -> bytes | None:
+    """The body's bytes (None for a GET: its query string is the request)."""
+    if request.method == "GET":
+        return None
+    ctype = request.content_type
+    if request.body_exists and ctype not in JSON_TYPES and not ctype.endswith("+json"):
+        raise RequestError(
+            415,
+            f"Unsupported Content-Type {ctype!r}: send the body as application/json.",
+            code="unsupported_media_type",
+        )
+    return await request.read()

@@ -1,0 +1,85 @@
+"""The server's state: what requests share across calls, in one object every room is handed.
+
+`reset()` is the one reset: the admin route (`POST /_mockstream/reset`) and the test fixture both call it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..deliver.pacer import Pacer
+from ..plan.matching import Scenarios, Sequences
+from ..plan.schema import Scenario
+from .journal import DEFAULT_SIZE, Journal
+from .recent import Recent
+
+if TYPE_CHECKING:
+    from ..process.listen import Arrivals
+
+
+@dataclass
+class Settings:
+    """What `mockstream serve` flags set for the whole server."""
+
+    seed: int = 0
+    speed: float = 1.0
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every API answer
+
+
+class InFlight:
+    """The API requests being answered: what a graceful stop waits for, and cancels once its grace runs out."""
+
+    __slots__ = ("cut", "tasks")
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task] = set()
+        self.cut = False  # the stop's grace ran out: a request cancelled now ends as "shutdown"
+
+
+class State:
+    """Scenarios, sequence positions, fault rolls and the journal; and the per-process machinery of a
+    server (its pacer, the requests in flight, the errors kept for tests)."""
+
+    def __init__(
+        self,
+        scenarios: Iterable[Scenario] = (),
+        *,
+        seed: int = 0,
+        speed: float = 1.0,
+        journal_size: int = DEFAULT_SIZE,
+        cors_origins: Iterable[str] = ("*",),
+    ):
+        self.settings = Settings(seed=seed, speed=speed)
+        self.scenarios = Scenarios(scenarios)
+        self.sequences = Sequences()
+        self.journal = Journal(journal_size)
+        self.rolls = random.Random(seed)  # does a fault with a probability strike this call?
+        self.recent = Recent()  # bodies parsed and planned recently (see planner.py)
+        self.pacer = Pacer()
+        self.arrivals: Arrivals | None = None  # told when a request begins (`mockstream serve`'s listener)
+        self.in_flight = InFlight()
+        self.errors: list[BaseException] = []  # unexpected exceptions, kept for the test that caused them
+        self.cors_origins = tuple(cors_origins)
+
+    def reset(self) -> None:
+        """Clear the journal, every sequence position, what was parsed and planned, and the kept errors;
+        re-seed the fault rolls. Loaded scenarios stay."""
+        self.journal.clear()
+        self.recent.clear()
+        self.sequences.reset()
+        self.rolls.seed(self.settings.seed)
+        self.errors.clear()
+
+    @staticmethod
+    def of(app: web.Application) -> State:
+        """The state of an app made by `create_app`."""
+        return app[STATE]
+
+
+STATE = web.AppKey("state", State)
