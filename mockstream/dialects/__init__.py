@@ -49,8 +49,13 @@ class Reply:
 
 
 class Dialect(Protocol):
-    name: str
-    routes: tuple[tuple[str, str], ...]  # (method, path) pairs it answers by default
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def routes(self) -> tuple[tuple[str, str], ...]:
+        """The (method, path) pairs it answers by default."""
+        ...
 
     def parse(self, request: RequestView) -> Asked:
         """Validate the request (a 400 in the API's words on bad input) and say what it asks for."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 _CJK = (
     "\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u31a0-\u31ff\u3400-\u4dbf"
@@ -72,7 +73,7 @@ def available_locales() -> list[str]:
 
 
 @lru_cache(maxsize=32)
-def _faker(locale: str):
+def _faker(locale: str) -> Any:
     from faker import Faker
 
     return Faker(locale)

@@ -211,7 +211,9 @@ def _choice(index: int, knobs: Mapping[str, Any], ask: Ask, seed: int) -> Choice
     return Choice(index, tokens, calls, finish)
 
 
-def _cut(tokens: Sequence[str], calls: tuple[ToolCall, ...], budget: int):
+def _cut(
+    tokens: Sequence[str], calls: tuple[ToolCall, ...], budget: int
+) -> tuple[Sequence[str], tuple[ToolCall, ...], bool]:
     """Keep the first `budget` tokens (content first, then tool-call arguments), as max_tokens does."""
     total = len(tokens) + sum(len(c.fragments) for c in calls)
     if total <= budget:

@@ -211,7 +211,7 @@ class Scenario:
     def from_dict(cls, raw: Any, source: str = "<inline>") -> Scenario:
         """Validate one scenario object; raises ScenarioError naming the source and every field."""
         scenario, problems = _parse_scenario(raw, "")
-        if problems:
+        if problems or scenario is None:
             raise ScenarioError(source, problems)
         return _with_source(scenario, source)
 
@@ -276,7 +276,7 @@ def _parse_scenario(raw: Any, path: str) -> tuple[Scenario | None, list[Problem]
     if "match" in raw:
         match, match_problems = _parse_match(raw["match"], at("match"))
         problems.extend(match_problems)
-    if problems:
+    if problems or not isinstance(name, str):
         return None, problems
     return Scenario(name=name, knobs=knobs, description=description, match=match), []
 

@@ -39,7 +39,7 @@ def health_url(url: str) -> str:
 def probe(url: str, timeout: float) -> str | None:
     """None when `url` answers 200; else why not, in words."""
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
     try:
         connection.request("GET", parts.path or "/", headers={"User-Agent": "mockstream-health"})
         response = connection.getresponse()

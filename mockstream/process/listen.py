@@ -150,7 +150,7 @@ class Listener:
             conn = waiting.popleft()[1]
             protocol = self._factory()  # made here, not by the loop, to count as on its way from now on
             self._arrivals.arrived(protocol, now)
-            task = self._loop.create_task(self._loop.connect_accepted_socket(lambda p=protocol: p, conn))
+            task = self._loop.create_task(self._loop.connect_accepted_socket(_made(protocol), conn))
             self._connecting.add(task)
             task.add_done_callback(self._connected)
         self._admitting = bool(waiting)
@@ -167,6 +167,11 @@ class Listener:
         self._connecting.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("could not set up an accepted connection: %s", task.exception())
+
+
+def _made(protocol: asyncio.BaseProtocol) -> Callable[[], asyncio.BaseProtocol]:
+    """A protocol factory that hands out the protocol already made."""
+    return lambda: protocol
 
 
 class AcceptingSite(web.BaseSite):
@@ -201,8 +206,10 @@ class AcceptingSite(web.BaseSite):
         await super().start()
         sockets = bind(self._host, self._port, self._backlog, self._reuse_port)
         loop = asyncio.get_running_loop()
+        factory = self._runner.server
+        assert factory is not None, "the runner is set up before its sites start"
         self._server = Listener(  # type: ignore[assignment]
-            loop, sockets, self._runner.server, self._backlog, self._busy, self._arrivals
+            loop, sockets, factory, self._backlog, self._busy, self._arrivals
         )
 
 

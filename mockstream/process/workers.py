@@ -42,7 +42,7 @@ def supervise(count: int, work: Callable[[int], int], announce: Callable[[list[i
     pids: list[int] = []
     stopping: list[int] = []  # the signal that asked us to stop, if any
 
-    def forward(signum: int, frame) -> None:
+    def forward(signum: int, frame: object) -> None:
         stopping.append(signum)
         for pid in pids:
             _kill(pid, signum)
@@ -96,7 +96,7 @@ def _wait_ready(read_end: int, count: int) -> int:
 
 
 def _reap(pids: list[int], forward: Callable) -> int:
-    codes = {}
+    codes: dict[int, int] = {}
     while len(codes) < len(pids):
         pid, status = os.waitpid(-1, 0)
         if pid not in pids:

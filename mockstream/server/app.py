@@ -17,7 +17,7 @@ from ..dialects.registry import DIALECTS
 from ..errors import RequestError
 from ..plan.schema import Scenario
 from . import admin, browsers, models
-from .errors import MAX_BODY, TOO_LARGE, error_response, internal_error, middleware
+from .errors import MAX_BODY, TOO_LARGE, Handler, error_response, internal_error, middleware
 from .exchange import Exchange
 from .journal import DEFAULT_SIZE
 from .planner import Planner
@@ -60,7 +60,7 @@ def create_app(
     return app
 
 
-def handler(state: State, planner: Planner, dialect: Dialect) -> web.RequestHandler:
+def handler(state: State, planner: Planner, dialect: Dialect) -> Handler:
     """The handler of one dialect's route: one coroutine for the whole exchange (no wrapper layer, no
     middleware frame), since each layer costs memory per open stream and a resume per wake-up."""
     journal, in_flight = state.journal, state.in_flight.tasks

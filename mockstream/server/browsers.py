@@ -39,7 +39,11 @@ def add_routes(app: web.Application, static: str | None) -> None:
         app.router.add_get("/", _demo)
     else:
         root = Path(static)
-        app.router.add_get("/", lambda request: web.FileResponse(root / "index.html"))
+
+        async def index(request: web.Request) -> web.FileResponse:
+            return web.FileResponse(root / "index.html")
+
+        app.router.add_get("/", index)
         app.router.add_static("/", root)
 
 
@@ -60,7 +64,7 @@ def allow_cors(app: web.Application, origins: Iterable[str]) -> None:
             signal[i] = _with_origin_only(hook)
 
 
-Hook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
+Hook = Callable[[web.Request, web.StreamResponse], Awaitable[object]]
 
 
 def _with_origin_only(hook: Hook) -> Hook:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ..dialects import Dialect
 from ..dialects.chat import CHAT
@@ -38,7 +39,7 @@ def internal_error(state: State, request: web.Request, exc: Exception, dialect: 
     return error_response(error, dialect)
 
 
-def middleware(state: State) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def middleware(state: State) -> Middleware:
     """The middleware that answers every route's errors. A plain function: an API handler answers its own
     errors, so its requests pass through without one more coroutine (and its memory) per open stream."""
 
@@ -57,16 +58,16 @@ async def _answer_errors(state: State, request: web.Request, handler: Handler) -
     except RequestError as error:
         return error_response(error)
     except web.HTTPNotFound:
-        error = RequestError(404, f"Invalid URL ({request.method} {request.path})")
-        return _cors(state, request, error_response(error))
+        not_found = RequestError(404, f"Invalid URL ({request.method} {request.path})")
+        return _cors(state, request, error_response(not_found))
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
-        error = RequestError(
+        not_allowed = RequestError(
             405,
             f"Method {request.method} not allowed on {request.path}; allowed: {allowed}.",
             code="method_not_allowed",
         )
-        return _cors(state, request, error_response(error, headers={"Allow": allowed}))
+        return _cors(state, request, error_response(not_allowed, headers={"Allow": allowed}))
     except web.HTTPRequestEntityTooLarge:
         return error_response(TOO_LARGE)
     except web.HTTPException:

@@ -31,7 +31,7 @@ def _key(name: str) -> istr:
 
 def answer_headers(dialect: Dialect, plan: Plan, content_type: str, server: dict[str, str]) -> dict[str, str]:
     """What an answer carries: no caching by proxies, the dialect's headers, the scenario, `server`'s."""
-    headers = {_CONTENT_TYPE: content_type, _CACHE_CONTROL: "no-cache", _ACCEL_BUFFERING: "no"}
+    headers: dict[str, str] = {_CONTENT_TYPE: content_type, _CACHE_CONTROL: "no-cache", _ACCEL_BUFFERING: "no"}
     keys = _KEYS
     for name, value in dialect.headers(plan).items():
         headers[keys.get(name) or _key(name)] = value

@@ -181,7 +181,12 @@ class MockHandle:
         """Load scenario files (or directories) into the server for this test; returns their names."""
         loaded = load_scenarios(*paths)
         scenarios = self.server.state.scenarios
-        self.server.call(lambda: [scenarios.add(s) for s in loaded])
+
+        def install() -> None:
+            for scenario in loaded:
+                scenarios.add(scenario)
+
+        self.server.call(install)
         self._scripted.extend(s.name for s in loaded)
         return [s.name for s in loaded]
 
@@ -191,13 +196,13 @@ class MockHandle:
         journal = self.server.state.journal
         return self.server.call(lambda: [replace(entry) for entry in journal])
 
-    def openai(self, **options: Any):
+    def openai(self, **options: Any) -> Any:
         """An `openai.OpenAI` client pointed at the server (needs the `openai` package)."""
         import openai
 
         return openai.OpenAI(**self._client_options(options, openai.DefaultHttpxClient))
 
-    def async_openai(self, **options: Any):
+    def async_openai(self, **options: Any) -> Any:
         """An `openai.AsyncOpenAI` client pointed at the server (needs the `openai` package)."""
         import openai
 
