@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from ..server.aiohttp_private import set_site_server, site_backlog, site_factory
+
 log = logging.getLogger("mockstream")
 
 ADMIT = 8  # connections set up per pass of the loop (about 4 ms of handler work)
@@ -204,13 +206,11 @@ class AcceptingSite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
-        sockets = bind(self._host, self._port, self._backlog, self._reuse_port)
+        backlog = site_backlog(self)
+        sockets = bind(self._host, self._port, backlog, self._reuse_port)
         loop = asyncio.get_running_loop()
-        factory = self._runner.server
-        assert factory is not None, "the runner is set up before its sites start"
-        self._server = Listener(  # type: ignore[assignment]
-            loop, sockets, factory, self._backlog, self._busy, self._arrivals
-        )
+        listener = Listener(loop, sockets, site_factory(self), backlog, self._busy, self._arrivals)
+        set_site_server(self, listener)  # type: ignore[arg-type]  # it has what stop() calls: close, wait_closed
 
 
 def bind(host: str, port: int, backlog: int, reuse_port: bool) -> list[socket.socket]:
