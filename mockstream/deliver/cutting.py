@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .frames import Frame, Write
+from .frames import Frame, Item, Write
 
 
-def writes(frames: Iterable[Frame], chunk_bytes: int | None = None, events_per_write: int = 1) -> Iterator[Write]:
+def writes(frames: Iterable[Frame], chunk_bytes: int | None = None, events_per_write: int = 1) -> Iterator[Item]:
     """Group frames into socket writes.
 
     `events_per_write` N: N frames per write, sent when the last of them is due. `chunk_bytes` N: the
     body cut into writes of at most N bytes, across SSE-event and UTF-8 boundaries (frames due together
     are cut as one run of bytes). A delivery fault passes through as its own item, after what came before.
+    Otherwise each frame is a write of its own.
     """
     if chunk_bytes:
         return _cut(frames, chunk_bytes)
     if events_per_write > 1:
         return _grouped(frames, events_per_write)
-    return (Write(due, data, 1) for due, data, _ in frames)
+    return iter(frames)
 
 
 def _grouped(frames: Iterable[Frame], size: int) -> Iterator[Write]:

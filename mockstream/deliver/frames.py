@@ -30,16 +30,28 @@ class Strike(Protocol):
 
 
 class Frame(NamedTuple):
-    """One SSE event of the encoded answer."""
+    """One SSE event of the encoded answer; sent alone, it is a write of one event."""
 
     due: float  # offset in s from the stream's start
     data: bytes | Strike
     kind: int  # EVENT, TOKEN or TAIL
 
+    @property
+    def events(self) -> int:
+        return 1
+
 
 class Write(NamedTuple):
-    """What one socket write sends."""
+    """What one socket write sends, when writes are cut or grouped (`chunk_bytes`, `events_per_write`)."""
 
     due: float  # offset in s from the stream's start
     data: bytes | Strike
     events: int  # SSE events the write completes
+
+
+Item = Frame | Write  # what a stream sends, one socket write each
+
+
+# Made per token: `new(Frame, (due, data, kind))` is the same object as `Frame(due, data, kind)` at a third of
+# the cost (no Python-level __new__ call): 0.20 against 0.58 us on these machines, of about 7 us per event.
+new = tuple.__new__

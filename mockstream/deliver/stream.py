@@ -9,12 +9,12 @@ from typing import Any
 from aiohttp.abc import AbstractStreamWriter
 
 from . import sockets
-from .frames import Strike, Write
+from .frames import Item, Strike
 
 SLACK = 0.0005  # writes due within this many seconds are written now
 CATCH_UP = 1.0  # s: a write this late takes every write due after it along (see Stream.take)
 
-_ENDED: Iterator[Write] = iter(())
+_ENDED: Iterator[Item] = iter(())
 
 
 class Stream:
@@ -43,7 +43,7 @@ class Stream:
         self,
         writer: AbstractStreamWriter | None,
         transport: asyncio.BaseTransport | None,
-        writes: Iterator[Write],
+        writes: Iterator[Item],
         start: float,
         gap: float = 0.0,
     ):
@@ -53,7 +53,7 @@ class Stream:
         self.start = start
         self.gap = gap  # least time between two writes (chunk_bytes), so the reader sees them apart
         self.not_before = 0.0
-        self.item: Write | None = next(writes, None)
+        self.item: Item | None = next(writes, None)
         self.future: asyncio.Future | None = None
         self.bytes_sent = 0  # what `take` handed to the socket
         self.events_sent = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
 
-from ..deliver.frames import TAIL, TOKEN, Frame
+from ..deliver.frames import TAIL, TOKEN, Frame, new
 from ..plan import Plan
 
 
@@ -21,7 +21,7 @@ def interleave(
         for data, kind in slots[0]:
             if kind == TOKEN:
                 last = next(times)
-            yield Frame(last, data, kind)
+            yield new(Frame, (last, data, kind))
         closing = finish(0)
         if closing is not None:
             yield Frame(last, closing, TAIL)
@@ -33,7 +33,7 @@ def interleave(
         for i, frames in live:
             for data, kind in frames:
                 if kind == TOKEN:
-                    yield Frame(due, data, TOKEN)
+                    yield new(Frame, (due, data, TOKEN))
                     still.append((i, frames))
                     break
                 yield Frame(last, data, kind)

@@ -6,6 +6,7 @@ tokens do not drift. `speed` divides every pacing delay; speed 0 removes them al
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ class Pacing:
 
     def due_times(self, rng: random.Random | None) -> Iterator[float]:
         """Offsets of token 0, 1, 2, ... forever; never earlier than the previous one (`rng` draws the jitter)."""
+        if not self.jitter:  # ttft + k * itl, computed in C: no Python frame to resume per token
+            return map(self.ttft.__add__, map(self.itl.__mul__, itertools.count()))
+        return self._jittered(rng)
+
+    def _jittered(self, rng: random.Random | None) -> Iterator[float]:
         previous = 0.0
         k = 0
         while True:

@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 
 from ..deliver import sockets
 from ..deliver.cutting import writes
-from ..deliver.frames import Write
+from ..deliver.frames import Item
 from ..deliver.pacer import deliver
 from ..deliver.stream import Stream
 from ..dialects import Dialect, Reply
@@ -30,7 +30,7 @@ from .state import State
 log = logging.getLogger("mockstream")
 
 
-def encoded(dialect: Dialect, plan: Plan) -> Iterator[Write]:
+def encoded(dialect: Dialect, plan: Plan) -> Iterator[Item]:
     """Encode, let the fault change the frames, cut into writes: everything a stream sends, from the plan alone."""
     frames = dialect.encode(plan)
     if plan.fault is not None:
@@ -131,7 +131,7 @@ class Exchange:
     def _headers(self, content_type: str) -> dict[str, str]:
         return answer_headers(self.dialect, self.plan, content_type, self.state.settings.headers)
 
-    def _writes(self) -> Iterator[Write]:
+    def _writes(self) -> Iterator[Item]:
         """The plan's socket writes: replayed when the same plan streamed recently (and is short)."""
         dialect, plan = self.dialect, self.plan
         if plan.delivery.chunk_bytes or plan.usage.completion_tokens > MAX_REPLAY_TOKENS:
