@@ -1,12 +1,17 @@
 """The fault catalogue: every way a real stream (or a proxy in front of it) misbehaves.
 
 One module per kind, each a `Fault` subclass registered by its `kind` (a duplicate kind fails at import,
-naming both classes). Adding a kind is one new module and its line below.
+naming both classes). Every module of this folder is imported here: adding a kind is one new module.
 """
 
 from __future__ import annotations
 
-from . import disconnect, error_event, http_error, malformed, reset, slow_headers, stall, truncate  # noqa: F401
-from .base import KINDS, DeliveryFault, Fault, describe, parse
+import importlib
+import pkgutil
 
-__all__ = ["KINDS", "DeliveryFault", "Fault", "describe", "parse"]
+from .base import KINDS, AtToken, DeliveryFault, Fault, describe, parse
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["KINDS", "AtToken", "DeliveryFault", "Fault", "describe", "parse"]
