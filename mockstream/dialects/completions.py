@@ -136,14 +136,9 @@ class Completions(OpenAIDialect):
     name = "completions"
     routes = (("POST", "/v1/completions"),)
 
-    def read(self, body: dict[str, Any]) -> Ask:
-        return parse(body)
-
-    def encode(self, plan: Plan) -> Iterator[Frame]:
-        return encode(plan)
-
-    def complete(self, plan: Plan) -> dict[str, Any]:
-        return complete(plan)
+    read = staticmethod(parse)
+    encode = staticmethod(encode)
+    complete = staticmethod(complete)
 
 
 COMPLETIONS = Completions()

@@ -215,23 +215,12 @@ class Messages(JsonDialect):
     name = "messages"
     routes = (("POST", "/v1/messages"),)
 
-    def read(self, body: dict[str, Any]) -> Ask:
-        return parse(body)
-
-    def encode(self, plan: Plan) -> Iterator[Frame]:
-        return encode(plan)
-
-    def complete(self, plan: Plan) -> dict[str, Any]:
-        return complete(plan)
-
-    def headers(self, plan: Plan) -> dict[str, str]:
-        return _headers(plan)
-
-    def error_event(self, plan: Plan, failure: Failure, index: int) -> bytes:
-        return error_event(plan, failure, index)
-
-    def error_body(self, error: RequestError) -> dict[str, Any]:
-        return error_body(error)
+    read = staticmethod(parse)
+    encode = staticmethod(encode)
+    complete = staticmethod(complete)
+    headers = staticmethod(_headers)
+    error_event = staticmethod(error_event)
+    error_body = staticmethod(error_body)
 
     def error_headers(self, error: RequestError, plan: Plan, retry_in: float) -> dict[str, str]:
         headers = _headers(plan)

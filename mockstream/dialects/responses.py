@@ -226,14 +226,9 @@ class Responses(OpenAIDialect):
     name = "responses"
     routes = (("POST", "/v1/responses"),)
 
-    def read(self, body: dict[str, Any]) -> Ask:
-        return parse(body)
-
-    def encode(self, plan: Plan) -> Iterator[Frame]:
-        return encode(plan)
-
-    def complete(self, plan: Plan) -> dict[str, Any]:
-        return complete(plan)
+    read = staticmethod(parse)
+    encode = staticmethod(encode)
+    complete = staticmethod(complete)
 
     def error_event(self, plan: Plan, failure: Failure, index: int) -> bytes:
         """An `error` event, then `response.failed`: the stream's one terminal event."""
