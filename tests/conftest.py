@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from helpers import async_openai_sdk, openai_sdk, plain_http
 
 from mockstream.testing import MockServer
 
@@ -29,3 +31,32 @@ def make_server() -> Iterator:
     yield make
     for srv in reversed(started):
         srv.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    """A plain-http client (no CA bundle to load), closed after the test."""
+    with plain_http() as client:
+        yield client
+
+
+@pytest.fixture
+def srv(server: MockServer) -> MockServer:
+    """The session server with an empty journal, fresh sequence positions and re-seeded fault rolls."""
+    with plain_http() as client:
+        client.post(f"{server.url}/_mockstream/reset").raise_for_status()
+    return server
+
+
+@pytest.fixture(scope="module")
+def client(server: MockServer) -> Iterator:
+    """openai-python's sync client on the session server, for a module (no retries)."""
+    with openai_sdk(server) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+async def aclient(server: MockServer):
+    """openai-python's async client on the session server, for a test (no retries)."""
+    async with async_openai_sdk(server) as sdk:
+        yield sdk

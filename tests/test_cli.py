@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,20 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import MOCKSTREAM, clean_env, free_port, wait_until
 
 import mockstream
 from mockstream.process.cli import SERVE_FLAGS
 
-MOCKSTREAM = str(Path(sys.executable).with_name("mockstream"))
 URL_LINE = re.compile(r"listening on (http://([0-9.]+):(\d+))\b")
 FAKER_IMPORTED = re.compile(r"\|\s*faker(\.|\s*$)", re.MULTILINE)
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello there"}]}
-
-
-def clean_env(**variables: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOCKSTREAM_") and k != "PYTHONPROFILEIMPORTTIME"}
-    env.update(variables)
-    return env
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -80,12 +72,6 @@ def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iter
             if process.poll() is None:
                 process.kill()
                 process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def scenario_dir(path: Path, name: str) -> Path:
@@ -199,7 +185,7 @@ def test_every_flag_is_read_from_the_environment(tmp_path, reference_answers):
         assert "from-env" in ids
         assert _answer(served.url) == reference_answers[5]
         assert _slow_stream_seconds(served.url) < 2.0  # speed 0: the 5 s of pacing are gone
-        assert wait_for(lambda: _access_logged(served)), "debug logs every request"
+        assert wait_until(lambda: _access_logged(served)), "debug logs every request"
         assert len(_journal(served.url)) == 1  # two chat requests, a journal of one
         code, _ = served.stop()
     assert code == 0
@@ -223,15 +209,6 @@ def test_a_flag_wins_over_its_environment_variable(tmp_path, reference_answers):
         code, _ = served.stop()
     assert code == 0
     assert not _access_logged(served), "--log-level warning must silence the debug access log"
-
-
-def wait_for(condition, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 # ---------------------------------------------------------------- refusing to start ---

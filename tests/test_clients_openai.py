@@ -8,7 +8,8 @@ from typing import Any
 
 import openai
 import pytest
-from openai import AsyncOpenAI, OpenAI
+from helpers import openai_sdk
+from openai import OpenAI
 
 from mockstream.plan.content import tokenize
 from mockstream.plan.schema import Scenario
@@ -16,18 +17,6 @@ from mockstream.plan.schema import Scenario
 MESSAGES = [{"role": "user", "content": "Tell me something."}]
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")
 TEXT = "Streams arrive in pieces; clients put them back together."
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=10) as c:
-        yield c
-
-
-@pytest.fixture
-async def aclient(server):
-    async with AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=10) as c:
-        yield c
 
 
 def create(client: OpenAI, knobs: dict[str, Any] | None = None, **kwargs: Any):
@@ -300,7 +289,7 @@ def test_request_id_is_exposed(client):
 def test_models_list_includes_loaded_scenarios(make_server):
     srv = make_server([Scenario.from_dict({"name": "slow-zh", "tokens": ["你"]}),
                        Scenario.from_dict({"name": "tool-weather", "tool_calls": [WEATHER]})], speed=0)
-    with OpenAI(base_url=srv.base_url, api_key="x", max_retries=0) as c:
+    with openai_sdk(srv) as c:
         models = list(c.models.list())
         ids = [m.id for m in models]
         assert {"slow-zh", "tool-weather", "default"} <= set(ids)

@@ -7,15 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import plain_http
 
 MESSAGES = [{"role": "user", "content": "Be random, reproducibly."}]
 # every random part of an answer: ids, created, fingerprint, Faker text, tool-call ids, n > 1
 RICH = {"random_tokens": 25, "tool_calls": [{"name": "lookup", "arguments": {"q": "seeds"}}]}
-
-
-def plain_http() -> httpx.Client:
-    """A client for plain http on localhost: no CA bundle to load (that costs ~70 ms per client)."""
-    return httpx.Client(timeout=10, verify=False)
 
 
 def body_for(knobs: dict[str, Any], stream: bool = True, **fields: Any) -> dict[str, Any]:

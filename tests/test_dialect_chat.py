@@ -11,17 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import plain_http
 
 from mockstream.plan.content import tokenize
 from mockstream.plan.schema import DEFAULT_TEXT, Scenario
 
 USER = [{"role": "user", "content": "Say something."}]
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")
-
-
-def plain_http() -> httpx.Client:
-    """A client for plain http on localhost: no CA bundle to load (that costs ~70 ms per client)."""
-    return httpx.Client(timeout=10, verify=False)
 
 
 def chat_body(knobs: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:

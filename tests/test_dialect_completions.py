@@ -3,20 +3,19 @@
 wire-format.md §2: Chat framing (`data:` lines, `data: [DONE]`), every chunk a `text_completion` with
 `choices[].text`, `logprobs: null` and `finish_reason` on the last choice chunk; `include_usage` adds a
 `choices: []` chunk with usage.
+
+Every fault on this endpoint, raw and through the SDK, is in test_dialect_matrix.py.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import re
-import time
 from typing import Any
 
 import openai
 import pytest
-from openai import AsyncOpenAI, OpenAI
-from wire import check_framing, read, request_body, transport_error
+from openai import OpenAI
+from wire import check_framing, read, request_body
 
 from mockstream.plan.content import tokenize
 
@@ -24,20 +23,6 @@ TEXT = "Once upon a time, completions streamed plain text."
 TOKENS = ["Once", " upon", " a", " time", ","]
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")
 K = 3
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=10,
-                http_client=openai.DefaultHttpxClient(verify=False)) as c:
-        yield c
-
-
-@pytest.fixture
-async def aclient(server):
-    async with AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=10,
-                           http_client=openai.DefaultAsyncHttpxClient(verify=False)) as c:
-        yield c
 
 
 def create(client: OpenAI, knobs: dict[str, Any] | None = None, **kwargs: Any):
@@ -194,93 +179,6 @@ def test_token_array_prompts_are_accepted(client, prompt, prompt_tokens, choices
     completion = create(client, {"tokens": TOKENS}, prompt=prompt)
     assert completion.usage.prompt_tokens == prompt_tokens
     assert len(completion.choices) == choices
-
-
-# ---------------------------------------------------------------- faults through the SDK ---
-def test_fault_error_event_raises_api_error_after_k_deltas(client):
-    chunks, exc = collect(client, {"tokens": TOKENS, "fault": {"kind": "error_event", "at_token": K,
-                                                               "message": "Upstream failed."}})
-    assert texts(chunks) == TOKENS[:K]
-    assert type(exc) is openai.APIError  # plain APIError: no status code on a 200 stream
-    assert "Upstream failed." in exc.message
-
-
-def test_fault_disconnect_raises_connection_error_after_k_deltas(client):
-    chunks, exc = collect(client, {"tokens": TOKENS, "fault": {"kind": "disconnect", "at_token": K}})
-    assert texts(chunks) == TOKENS[:K]
-    assert isinstance(exc, openai.APIConnectionError)
-
-
-def test_fault_reset_raises_connection_error_after_k_deltas(client):
-    chunks, exc = collect(client, {"tokens": TOKENS, "fault": {"kind": "reset", "at_token": K}})
-    assert texts(chunks) == TOKENS[:K]
-    assert isinstance(exc, openai.APIConnectionError)
-    assert exc.__cause__ is not None and transport_error(exc.__cause__)
-
-
-def test_fault_truncate_ends_without_finish_reason(client):
-    chunks, exc = collect(client, {"tokens": TOKENS, "fault": {"kind": "truncate", "at_token": K}})
-    assert exc is None
-    assert texts(chunks) == TOKENS[:K]
-    assert finishes(chunks) == []
-
-
-def test_fault_malformed_raises_json_error_after_k_deltas(client):
-    chunks, exc = collect(client, {"tokens": TOKENS, "fault": {"kind": "malformed", "at_token": K}})
-    assert texts(chunks) == TOKENS[:K]
-    assert isinstance(exc, json.JSONDecodeError)
-
-
-def test_fault_stall_pauses_after_k_deltas(client):
-    times: list[float] = []
-    pieces: list[str] = []
-    for chunk in create(client, {"tokens": TOKENS, "fault": {"kind": "stall", "at_token": K, "ms": 250}},
-                        stream=True):
-        if chunk.choices and chunk.choices[0].finish_reason is None:
-            times.append(time.monotonic())
-            pieces.append(chunk.choices[0].text)
-    assert pieces == TOKENS
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert gaps[K - 1] >= 0.2
-    assert gaps[K - 1] == max(gaps)
-
-
-def test_fault_slow_headers(server):
-    knobs = {"tokens": TOKENS, "fault": {"kind": "slow_headers", "ms": 400}}
-    with OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=0.15,
-                http_client=openai.DefaultHttpxClient(verify=False)) as impatient:
-        chunks, exc = collect(impatient, knobs)
-    assert chunks == []
-    assert isinstance(exc, openai.APITimeoutError)
-    with OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=5,
-                http_client=openai.DefaultHttpxClient(verify=False)) as patient:
-        started = time.monotonic()
-        chunks, exc = collect(patient, knobs)
-    assert exc is None
-    assert time.monotonic() - started >= 0.35
-    assert texts(chunks) == TOKENS
-
-
-@pytest.mark.parametrize(("status", "error"), [
-    (401, openai.AuthenticationError),
-    (429, openai.RateLimitError),
-    (503, openai.InternalServerError),
-])
-def test_fault_http_error_raises_the_sdk_class(client, status, error):
-    with pytest.raises(error) as info:
-        create(client, {"fault": {"kind": "http_error", "status": status}}, stream=True)
-    assert info.value.status_code == status
-    assert set(info.value.body) >= {"message", "type", "param", "code"}
-
-
-async def test_async_fault_error_event(aclient):
-    stream = await aclient.completions.create(model="m", prompt="x", stream=True, extra_body={"mockstream": {
-        "tokens": TOKENS, "fault": {"kind": "error_event", "at_token": K}}})
-    pieces: list[str] = []
-    with pytest.raises(openai.APIError):
-        async for chunk in stream:
-            pieces.append(chunk.choices[0].text)
-    assert pieces == TOKENS[:K]
 
 
 # ---------------------------------------------------------------- one-byte writes ---

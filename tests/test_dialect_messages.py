@@ -3,21 +3,22 @@
 wire-format.md §6: named events from `message_start` to `message_stop`, `text_delta` and `input_json_delta`
 pieces, `stop_reason` in `message_delta`, an `error` event in-band, and Anthropic's error shape
 (`{"type": "error", "error": {...}}`) for HTTP errors. Knobs travel in `extra_body={"mockstream": ...}`.
+
+Every fault on this endpoint, raw and through the SDK, is in test_dialect_matrix.py.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
-import time
 from typing import Any
 
 import anthropic
 import httpx
 import pytest
-from anthropic import Anthropic, AsyncAnthropic
-from wire import Event, check_framing, read, request_body, transport_error
+from anthropic import Anthropic
+from helpers import anthropic_sdk, async_anthropic_sdk
+from wire import events_of, read, request_body
 
 from mockstream.plan.content import tokenize
 from mockstream.testing import MockHandle
@@ -33,15 +34,14 @@ K = 3
 
 @pytest.fixture(scope="module")
 def client(server):
-    with Anthropic(base_url=server.url, api_key="sk-ant-test", max_retries=0, timeout=10,
-                   http_client=anthropic.DefaultHttpxClient(verify=False)) as c:
+    """The anthropic SDK here (conftest's `client` is openai-python's)."""
+    with anthropic_sdk(server) as c:
         yield c
 
 
 @pytest.fixture
 async def aclient(server):
-    async with AsyncAnthropic(base_url=server.url, api_key="sk-ant-test", max_retries=0, timeout=10,
-                              http_client=anthropic.DefaultAsyncHttpxClient(verify=False)) as c:
+    async with async_anthropic_sdk(server) as c:
         yield c
 
 
@@ -63,14 +63,6 @@ def helper(client: Anthropic, knobs: dict[str, Any], **kwargs: Any) -> tuple[lis
 
 def text_deltas(events: list[Any]) -> list[str]:
     return [e.delta.text for e in events if e.type == "content_block_delta" and e.delta.type == "text_delta"]
-
-
-def raw_events(server, knobs: dict[str, Any], **fields: Any) -> list[Event]:
-    reply = read(server.url, "messages", request_body("messages", knobs, **fields))
-    assert reply.status == 200, reply.raw
-    assert reply.error is None
-    check_framing("messages", reply)
-    return reply.events
 
 
 # ---------------------------------------------------------------- the stream() helper ---
@@ -158,7 +150,7 @@ def test_request_id_and_anthropic_headers(client, server):
 
 # ---------------------------------------------------------------- the raw event order ---
 def test_raw_event_order_of_text_and_tool_use(server):
-    events = raw_events(server, {"tokens": TOKENS, "tool_calls": [WEATHER]})
+    events = events_of(server.url, "messages", {"tokens": TOKENS, "tool_calls": [WEATHER]})
     names = [e.name for e in events]
     pieces = len(tokenize(json.dumps(WEATHER["arguments"], ensure_ascii=False)))
     assert names == [
@@ -196,7 +188,7 @@ def test_raw_event_order_of_text_and_tool_use(server):
 
 
 def test_an_empty_answer_still_opens_and_closes(server):
-    events = raw_events(server, {"content": ""})
+    events = events_of(server.url, "messages", {"content": ""})
     assert [e.name for e in events] == ["message_start", "ping", "message_delta", "message_stop"]
     assert events[2].json["delta"]["stop_reason"] == "end_turn"
 
@@ -257,16 +249,6 @@ async def test_async_non_streaming(aclient):
 
 
 # ---------------------------------------------------------------- errors ---
-def test_error_event_raises_api_status_error_after_k_deltas(client):
-    events, final, exc = helper(client, {"tokens": TOKENS, "fault": {"kind": "error_event", "at_token": K}})
-    assert text_deltas(events) == TOKENS[:K]
-    assert final is None
-    # the SDK picks the class by HTTP status, and the stream's status is 200: a generic APIStatusError
-    assert type(exc) is anthropic.APIStatusError
-    assert exc.status_code == 200
-    assert exc.body == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-
-
 def test_an_in_band_rate_limit_is_spelled_as_anthropic_does(client):
     fault = {"kind": "error_event", "at_token": 1, "type": "requests", "code": "rate_limit_exceeded"}
     events, _, exc = helper(client, {"tokens": TOKENS, "fault": fault})
@@ -281,34 +263,6 @@ def test_error_event_with_its_own_type_and_message(client):
     assert text_deltas(events) == TOKENS[:1]
     assert isinstance(exc, anthropic.APIStatusError)
     assert exc.body["error"] == {"type": "api_error", "message": "Internal server error"}
-
-
-@pytest.mark.parametrize(("status", "error", "kind"), [
-    (400, anthropic.BadRequestError, "invalid_request_error"),
-    (401, anthropic.AuthenticationError, "authentication_error"),
-    (403, anthropic.PermissionDeniedError, "permission_error"),
-    (404, anthropic.NotFoundError, "not_found_error"),
-    (429, anthropic.RateLimitError, "rate_limit_error"),
-    (500, anthropic.InternalServerError, "api_error"),
-    (529, anthropic.OverloadedError, "overloaded_error"),
-])
-def test_http_error_in_anthropics_shape(client, server, status, error, kind):
-    knobs = {"fault": {"kind": "http_error", "status": status}}
-    with (
-        pytest.raises(error) as info,
-        client.messages.stream(model=MODEL, max_tokens=10, messages=USER, extra_body={"mockstream": knobs}),
-    ):
-        pass
-    assert info.value.status_code == status
-    body = info.value.body
-    assert body["type"] == "error"
-    assert body["error"]["type"] == kind
-    assert body["error"]["message"]
-    assert "openai" not in body["error"]["message"].lower()  # Anthropic's words, not OpenAI's
-    reply = read(server.url, "messages", request_body("messages", knobs))
-    assert reply.status == status
-    assert reply.headers["content-type"].startswith("application/json")
-    assert set(reply.json()) >= {"type", "error"}
 
 
 def test_missing_max_tokens_is_a_400_naming_it(server):
@@ -349,76 +303,6 @@ def test_unparseable_json_is_a_400_in_anthropics_shape(server):
                              headers={"content-type": "application/json", "anthropic-version": "2023-06-01"})
     assert response.status_code == 400
     assert response.json()["type"] == "error"
-
-
-# ---------------------------------------------------------------- faults through the SDK ---
-def test_fault_disconnect_surfaces_the_transport_error_after_k_deltas(client):
-    events, final, exc = helper(client, {"tokens": TOKENS, "fault": {"kind": "disconnect", "at_token": K}})
-    assert text_deltas(events) == TOKENS[:K]
-    assert final is None
-    # the SDK does not wrap errors while iterating: the HTTP library's own error reaches the caller
-    assert exc is not None
-    assert isinstance(exc, anthropic.APIConnectionError) or transport_error(exc), repr(exc)
-
-
-def test_fault_reset_surfaces_the_transport_error_after_k_deltas(client):
-    events, _, exc = helper(client, {"tokens": TOKENS, "fault": {"kind": "reset", "at_token": K}})
-    assert text_deltas(events) == TOKENS[:K]
-    assert exc is not None
-    assert isinstance(exc, anthropic.APIConnectionError) or transport_error(exc), repr(exc)
-
-
-def test_fault_truncate_ends_without_a_stop_reason(client):
-    events, final, exc = helper(client, {"tokens": TOKENS, "fault": {"kind": "truncate", "at_token": K}})
-    assert exc is None
-    assert text_deltas(events) == TOKENS[:K]
-    assert final.stop_reason is None  # no message_delta: the only sign of the cut
-    assert "message_stop" not in [e.type for e in events]
-
-
-def test_fault_malformed_raises_json_error_after_k_deltas(client):
-    events, _, exc = helper(client, {"tokens": TOKENS, "fault": {"kind": "malformed", "at_token": K}})
-    assert text_deltas(events) == TOKENS[:K]
-    assert isinstance(exc, json.JSONDecodeError)
-
-
-def test_fault_stall_pauses_after_k_deltas(client):
-    times: list[float] = []
-    knobs = {"tokens": TOKENS, "fault": {"kind": "stall", "at_token": K, "ms": 250}}
-    with client.messages.stream(model=MODEL, max_tokens=100, messages=USER, extra_body={"mockstream": knobs}) as s:
-        for _ in s.text_stream:
-            times.append(time.monotonic())
-        final = s.get_final_message()
-    assert final.content[0].text == "".join(TOKENS)
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert gaps[K - 1] >= 0.2
-    assert gaps[K - 1] == max(gaps)
-
-
-def test_fault_slow_headers(server):
-    knobs = {"tokens": TOKENS, "fault": {"kind": "slow_headers", "ms": 400}}
-    with Anthropic(base_url=server.url, api_key="x", max_retries=0, timeout=0.15,
-                   http_client=anthropic.DefaultHttpxClient(verify=False)) as impatient:
-        events, _, exc = helper(impatient, knobs)
-    assert events == []
-    assert isinstance(exc, anthropic.APITimeoutError)
-    with Anthropic(base_url=server.url, api_key="x", max_retries=0, timeout=5,
-                   http_client=anthropic.DefaultHttpxClient(verify=False)) as patient:
-        started = time.monotonic()
-        events, _final, exc = helper(patient, knobs)
-    assert exc is None
-    assert time.monotonic() - started >= 0.35
-    assert text_deltas(events) == TOKENS
-
-
-async def test_async_fault_error_event(aclient):
-    pieces: list[str] = []
-    with pytest.raises(anthropic.APIStatusError):
-        async with aclient.messages.stream(model=MODEL, max_tokens=100, messages=USER, extra_body={"mockstream": {
-                "tokens": TOKENS, "fault": {"kind": "error_event", "at_token": K}}}) as stream:
-            async for piece in stream.text_stream:
-                pieces.append(piece)
-    assert pieces == TOKENS[:K]
 
 
 # ---------------------------------------------------------------- one-byte writes ---

@@ -3,20 +3,20 @@
 What wire-format.md §3 says clients depend on: `event:` lines naming the JSON `type`, `sequence_number`
 counting from 0 by 1, exactly one terminal event, `function_call` items, `response.incomplete` for a cut
 answer, an `error` event then `response.failed` for an in-band error.
+
+Every fault on this endpoint, raw and through the SDK, is in test_dialect_matrix.py.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
-import time
 from typing import Any
 
 import openai
 import pytest
-from openai import AsyncOpenAI, OpenAI
-from wire import RESPONSES_TERMINAL, Event, check_framing, read, request_body, transport_error
+from openai import OpenAI
+from wire import RESPONSES_TERMINAL, Event, events_of
 
 from mockstream.plan.content import tokenize
 
@@ -26,20 +26,6 @@ WEATHER = {"name": "get_weather", "arguments": {"city": "Zürich", "days": [1, 2
 TIME = {"name": "get_time", "arguments": {"zone": "Asia/Tokyo"}}
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")
 K = 3
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=10,
-                http_client=openai.DefaultHttpxClient(verify=False)) as c:
-        yield c
-
-
-@pytest.fixture
-async def aclient(server):
-    async with AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=10,
-                           http_client=openai.DefaultAsyncHttpxClient(verify=False)) as c:
-        yield c
 
 
 def helper(client: OpenAI, knobs: dict[str, Any], **kwargs: Any):
@@ -56,29 +42,8 @@ def helper(client: OpenAI, knobs: dict[str, Any], **kwargs: Any):
     return events, final
 
 
-def sdk_events(client: OpenAI, knobs: dict[str, Any], **kwargs: Any) -> tuple[list[Any], BaseException | None]:
-    """The raw typed events of `responses.create(stream=True)`, and what iterating raised (if anything)."""
-    events: list[Any] = []
-    try:
-        with client.responses.create(model="gpt-4o-mini", input="Hi", stream=True,
-                                     extra_body={"mockstream": knobs}, **kwargs) as stream:
-            for event in stream:
-                events.append(event)
-    except Exception as exc:
-        return events, exc
-    return events, None
-
-
 def text_deltas(events: list[Any]) -> list[str]:
     return [e.delta for e in events if e.type == "response.output_text.delta"]
-
-
-def raw_events(server, knobs: dict[str, Any], **fields: Any) -> list[Event]:
-    reply = read(server.url, "responses", request_body("responses", knobs, **fields))
-    assert reply.status == 200, reply.raw
-    assert reply.error is None
-    check_framing("responses", reply)
-    return reply.events
 
 
 def check_sequence(events: list[Event]) -> None:
@@ -140,7 +105,7 @@ def test_request_id_is_exposed(client):
 
 # ---------------------------------------------------------------- the event sequence on the wire ---
 def test_raw_event_sequence_of_a_text_answer(server):
-    events = raw_events(server, {"tokens": TOKENS})
+    events = events_of(server.url, "responses", {"tokens": TOKENS})
     check_sequence(events)
     names = [e.name for e in events]
     assert names == [
@@ -178,7 +143,7 @@ def test_raw_event_sequence_of_a_text_answer(server):
 
 
 def test_raw_event_sequence_of_function_calls(server):
-    events = raw_events(server, {"content": "Let me check.", "tool_calls": [WEATHER, TIME]})
+    events = events_of(server.url, "responses", {"content": "Let me check.", "tool_calls": [WEATHER, TIME]})
     check_sequence(events)
     added = [e.json for e in events if e.name == "response.output_item.added"]
     assert [(a["output_index"], a["item"]["type"]) for a in added] == [(0, "message"), (1, "function_call"),
@@ -293,7 +258,7 @@ async def test_async_non_streaming(aclient):
     assert response.output_text == "".join(TOKENS)
 
 
-# ---------------------------------------------------------------- in-band error ---
+# ---------------------------------------------------------------- the helper when a fault strikes ---
 def test_error_event_then_response_failed_through_the_helper(client):
     fault = {"kind": "error_event", "at_token": K, "message": "Something broke upstream."}
     events, final = helper(client, {"tokens": TOKENS, "fault": fault})
@@ -308,113 +273,13 @@ def test_error_event_then_response_failed_through_the_helper(client):
     assert [e.sequence_number for e in events] == list(range(len(events)))
 
 
-def test_error_event_raw_sequence(server):
-    events = raw_events(server, {"tokens": TOKENS, "fault": {"kind": "error_event", "at_token": K}})
-    check_sequence(events)
-    assert [e.name for e in events].count("response.output_text.delta") == K
-    error = events[-2].json
-    assert set(error) == {"type", "sequence_number", "code", "message", "param"}
-    assert error["param"] is None
-    assert events[-1].name == "response.failed"
-    assert events[-1].json["response"]["error"] == {"code": "server_error", "message": error["message"]}
-
-
-# ---------------------------------------------------------------- faults through the SDK ---
-def test_fault_disconnect_raises_connection_error_after_k_deltas(client):
-    events, exc = sdk_events(client, {"tokens": TOKENS, "fault": {"kind": "disconnect", "at_token": K}})
-    assert text_deltas(events) == TOKENS[:K]
-    assert isinstance(exc, openai.APIConnectionError)
-
-
-def test_fault_reset_raises_connection_error_after_k_deltas(client):
-    events, exc = sdk_events(client, {"tokens": TOKENS, "fault": {"kind": "reset", "at_token": K}})
-    assert text_deltas(events) == TOKENS[:K]
-    assert isinstance(exc, openai.APIConnectionError)
-    assert exc.__cause__ is not None and transport_error(exc.__cause__)
-
-
-def test_fault_truncate_ends_quietly_without_a_terminal_event(client):
-    events, exc = sdk_events(client, {"tokens": TOKENS, "fault": {"kind": "truncate", "at_token": K}})
-    assert exc is None
+def test_the_helper_has_no_final_response_for_a_truncated_stream(client):
+    """The stream just ends (test_dialect_matrix.py has what the SDK yields): openai-python's helper only
+    returns a final response for `response.completed`."""
+    events, final = helper(client, {"tokens": TOKENS, "fault": {"kind": "truncate", "at_token": K}})
     assert text_deltas(events) == TOKENS[:K]
     assert not [e for e in events if e.type in RESPONSES_TERMINAL]
-    _, final = helper(client, {"tokens": TOKENS, "fault": {"kind": "truncate", "at_token": K}})
     assert isinstance(final, RuntimeError)
-
-
-def test_fault_malformed_raises_json_error_after_k_deltas(client):
-    events, exc = sdk_events(client, {"tokens": TOKENS, "fault": {"kind": "malformed", "at_token": K}})
-    assert text_deltas(events) == TOKENS[:K]
-    assert isinstance(exc, json.JSONDecodeError)  # not an OpenAIError
-
-
-def test_fault_error_event_is_yielded_not_raised(client):
-    events, exc = sdk_events(client, {"tokens": TOKENS, "fault": {"kind": "error_event", "at_token": K}})
-    assert exc is None
-    assert text_deltas(events) == TOKENS[:K]
-    assert [e.type for e in events[-2:]] == ["error", "response.failed"]
-
-
-def test_fault_stall_pauses_after_k_deltas(client):
-    times: list[float] = []
-    with client.responses.stream(model="m", input="Hi", extra_body={"mockstream": {
-            "tokens": TOKENS, "fault": {"kind": "stall", "at_token": K, "ms": 250}}}) as stream:
-        for event in stream:
-            if event.type == "response.output_text.delta":
-                times.append(time.monotonic())
-        final = stream.get_final_response()
-    assert final.output_text == "".join(TOKENS)
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert gaps[K - 1] >= 0.2
-    assert gaps[K - 1] == max(gaps)
-
-
-def test_fault_stall_without_end_times_the_client_out(server):
-    with OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=0.5,
-                http_client=openai.DefaultHttpxClient(verify=False)) as client:
-        events, exc = sdk_events(client, {"tokens": TOKENS, "fault": {"kind": "stall", "at_token": K}})
-    assert text_deltas(events) == TOKENS[:K]
-    assert isinstance(exc, openai.APITimeoutError)
-
-
-def test_fault_slow_headers(server):
-    with OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=0.15,
-                http_client=openai.DefaultHttpxClient(verify=False)) as impatient:
-        events, exc = sdk_events(impatient, {"tokens": TOKENS, "fault": {"kind": "slow_headers", "ms": 400}})
-    assert events == []
-    assert isinstance(exc, openai.APITimeoutError)
-    with OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=5,
-                http_client=openai.DefaultHttpxClient(verify=False)) as patient:
-        started = time.monotonic()
-        events, exc = sdk_events(patient, {"tokens": TOKENS, "fault": {"kind": "slow_headers", "ms": 400}})
-    assert exc is None
-    assert time.monotonic() - started >= 0.35
-    assert text_deltas(events) == TOKENS
-
-
-@pytest.mark.parametrize(("status", "error"), [
-    (401, openai.AuthenticationError),
-    (429, openai.RateLimitError),
-    (500, openai.InternalServerError),
-])
-def test_fault_http_error_raises_the_sdk_class(client, status, error):
-    with pytest.raises(error) as info:
-        client.responses.create(model="m", input="Hi", stream=True,
-                                extra_body={"mockstream": {"fault": {"kind": "http_error", "status": status}}})
-    assert info.value.status_code == status
-    assert info.value.message
-
-
-async def test_async_fault_disconnect(aclient):
-    deltas: list[str] = []
-    stream = await aclient.responses.create(model="m", input="Hi", stream=True, extra_body={"mockstream": {
-        "tokens": TOKENS, "fault": {"kind": "disconnect", "at_token": K}}})
-    with pytest.raises(openai.APIConnectionError):
-        async with stream:
-            async for event in stream:
-                if event.type == "response.output_text.delta":
-                    deltas.append(event.delta)
-    assert deltas == TOKENS[:K]
 
 
 # ---------------------------------------------------------------- one-byte writes ---

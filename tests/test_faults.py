@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from helpers import async_openai_sdk, journal, openai_sdk, settled, wait_until
 from openai import AsyncOpenAI, OpenAI
 
 from mockstream import load_scenarios
@@ -39,41 +40,8 @@ def get(url: str, **kwargs: Any) -> httpx.Response:
     return httpx.get(url, verify=False, **kwargs)
 
 
-@pytest.fixture
-def srv(server: MockServer) -> MockServer:
-    """The session server with an empty journal, fresh sequence positions and re-seeded fault rolls."""
-    post(f"{server.url}/_mockstream/reset").raise_for_status()
-    return server
-
-
-def journal(srv: MockServer, **filters: str) -> list[dict[str, Any]]:
-    response = get(f"{srv.url}/_mockstream/requests", params=filters)
-    response.raise_for_status()
-    return response.json()
-
-
-def settled(srv: MockServer, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
-    """The journal once `count` entries have ended (a server finishes its side a moment after the client)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        entries = journal(srv)
-        done = [e for e in entries if e["outcome"] != "in_progress"]
-        if len(done) >= count or time.monotonic() > deadline:
-            return entries
-        time.sleep(0.02)
-
-
 def header(entry: dict[str, Any], name: str) -> str | None:
     return next((v for k, v in entry["headers"].items() if k.lower() == name.lower()), None)
-
-
-def wait_until(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def body(knobs: dict[str, Any] | None = None, *, stream: bool = True, **fields: Any) -> dict[str, Any]:
@@ -81,20 +49,6 @@ def body(knobs: dict[str, Any] | None = None, *, stream: bool = True, **fields: 
     if knobs is not None:
         data["mockstream"] = knobs
     return data
-
-
-def sdk(srv: MockServer, **options: Any) -> OpenAI:
-    options.setdefault("max_retries", 0)
-    options.setdefault("timeout", 10)
-    return OpenAI(base_url=srv.base_url, api_key="sk-test", http_client=openai.DefaultHttpxClient(verify=False),
-                  **options)
-
-
-def asdk(srv: MockServer, **options: Any) -> AsyncOpenAI:
-    options.setdefault("max_retries", 0)
-    options.setdefault("timeout", 10)
-    return AsyncOpenAI(base_url=srv.base_url, api_key="sk-test",
-                       http_client=openai.DefaultAsyncHttpxClient(verify=False), **options)
 
 
 def create(client: OpenAI, knobs: dict[str, Any] | None, *, stream: bool = True, **kwargs: Any):
@@ -242,7 +196,7 @@ def assert_retried_after_half_a_second(entries: list[dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "plain"])
 def test_sync_client_rides_through_a_429_with_retry_after(srv, stream):
-    with sdk(srv, max_retries=2) as client:
+    with openai_sdk(srv, max_retries=2) as client:
         started = time.monotonic()
         answer = create(client, RATE_LIMITED_ONCE, stream=stream)
         if stream:
@@ -257,7 +211,7 @@ def test_sync_client_rides_through_a_429_with_retry_after(srv, stream):
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "plain"])
 async def test_async_client_rides_through_a_429_with_retry_after(srv, stream):
-    async with asdk(srv, max_retries=2) as client:
+    async with async_openai_sdk(srv, max_retries=2) as client:
         answer = await client.chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES, stream=stream, extra_body={"mockstream": RATE_LIMITED_ONCE}
         )
@@ -273,7 +227,7 @@ async def test_async_client_rides_through_a_429_with_retry_after(srv, stream):
 def test_retry_after_ms_wins_over_retry_after(srv):
     knobs = {"sequence": [{"fault": {"kind": "http_error", "status": 429, "retry_after": 30, "retry_after_ms": 600}},
                           {"content": "ok"}]}
-    with sdk(srv, max_retries=1) as client:
+    with openai_sdk(srv, max_retries=1) as client:
         assert create(client, knobs, stream=False).choices[0].message.content == "ok"
     first, second = settled(srv, 2)
     assert 0.55 <= second["time"] - first["time"] < 5, "the client did not wait the 600 ms of retry-after-ms"
@@ -281,7 +235,7 @@ def test_retry_after_ms_wins_over_retry_after(srv):
 
 def test_a_client_that_runs_out_of_retries_sees_the_429(srv):
     knobs = {"fault": {"kind": "http_error", "status": 429, "retry_after": 0.1}}
-    with sdk(srv, max_retries=2) as client, pytest.raises(openai.RateLimitError):
+    with openai_sdk(srv, max_retries=2) as client, pytest.raises(openai.RateLimitError):
         create(client, knobs)
     entries = settled(srv, 3)
     assert [e["status"] for e in entries] == [429, 429, 429]
@@ -301,7 +255,7 @@ STATUSES = [
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "plain"])
 @pytest.mark.parametrize(("status", "exc_class", "type_", "code"), STATUSES, ids=[str(s[0]) for s in STATUSES])
 def test_http_error_maps_to_the_sdk_exception(srv, status, exc_class, type_, code, stream):
-    with sdk(srv) as client, pytest.raises(exc_class) as caught:
+    with openai_sdk(srv) as client, pytest.raises(exc_class) as caught:
         create(client, {"fault": {"kind": "http_error", "status": status}}, stream=stream)
     error = caught.value
     assert error.status_code == status
@@ -319,7 +273,7 @@ def test_http_error_maps_to_the_sdk_exception(srv, status, exc_class, type_, cod
 
 
 async def test_async_http_error_maps_to_the_sdk_exception(srv):
-    async with asdk(srv) as client:
+    async with async_openai_sdk(srv) as client:
         with pytest.raises(openai.AuthenticationError) as caught:
             await client.chat.completions.create(
                 model="gpt-4o-mini", messages=MESSAGES, stream=True,
@@ -332,7 +286,7 @@ async def test_async_http_error_maps_to_the_sdk_exception(srv):
 def test_custom_message_type_and_code_override_the_defaults(srv):
     fault = {"kind": "http_error", "status": 429, "message": "You exceeded your current quota.",
              "type": "insufficient_quota", "code": "insufficient_quota"}
-    with sdk(srv) as client, pytest.raises(openai.RateLimitError) as caught:
+    with openai_sdk(srv) as client, pytest.raises(openai.RateLimitError) as caught:
         create(client, {"fault": fault})
     assert caught.value.body == {"message": "You exceeded your current quota.", "type": "insufficient_quota",
                                  "param": None, "code": "insufficient_quota"}
@@ -384,7 +338,7 @@ def test_an_error_status_without_retry_after_sends_no_retry_headers(srv):
 @pytest.mark.parametrize("k", [0, 3])
 def test_error_event_raises_api_error_after_k_deltas(srv, k):
     fault = {"kind": "error_event", "at_token": k, "message": "Overloaded mid-stream.", "code": "rate_limit_exceeded"}
-    with sdk(srv) as client:
+    with openai_sdk(srv) as client:
         deltas, finishes, error = collect(client, {"tokens": TOKENS, "fault": fault})
     assert deltas == TOKENS[:k]
     assert finishes == []
@@ -398,7 +352,7 @@ def test_error_event_raises_api_error_after_k_deltas(srv, k):
 
 @pytest.mark.parametrize("k", [0, 3])
 async def test_async_error_event_raises_api_error_after_k_deltas(srv, k):
-    async with asdk(srv) as client:
+    async with async_openai_sdk(srv) as client:
         deltas, error = await acollect(client, {"tokens": TOKENS, "fault": {"kind": "error_event", "at_token": k}})
     assert deltas == TOKENS[:k]
     assert type(error) is openai.APIError
@@ -420,7 +374,7 @@ def test_error_event_bytes(srv):
 @pytest.mark.parametrize("kind", ["disconnect", "reset"])
 @pytest.mark.parametrize("k", [0, 3])
 def test_connection_faults_raise_a_connection_error_after_k_deltas(srv, kind, k):
-    with sdk(srv) as client:
+    with openai_sdk(srv) as client:
         deltas, finishes, error = collect(client, {"tokens": TOKENS, "fault": {"kind": kind, "at_token": k}})
     assert deltas == TOKENS[:k]
     assert finishes == []
@@ -432,7 +386,7 @@ def test_connection_faults_raise_a_connection_error_after_k_deltas(srv, kind, k)
 
 @pytest.mark.parametrize("kind", ["disconnect", "reset"])
 async def test_async_connection_faults_raise_a_connection_error(srv, kind):
-    async with asdk(srv) as client:
+    async with async_openai_sdk(srv) as client:
         deltas, error = await acollect(client, {"tokens": TOKENS, "fault": {"kind": kind, "at_token": 2}})
     assert deltas == TOKENS[:2]
     assert isinstance(error, openai.APIConnectionError), repr(error)
@@ -483,7 +437,7 @@ def test_truncate_ends_cleanly_without_finish_reason_or_done(srv, k):
     assert all(c["finish_reason"] is None for line in lines for c in json.loads(line)["choices"])
     raw = raw_post(srv, body(knobs))
     assert raw.complete and raw.error is None
-    with sdk(srv) as client:
+    with openai_sdk(srv) as client:
         deltas, finishes, error = collect(client, knobs)
     assert (deltas, finishes, error) == (TOKENS[:k], [], None)  # the silent truncation naive clients miss
     entries = settled(srv, 3)
@@ -513,7 +467,7 @@ def test_stall_with_ms_delays_the_next_delta_and_is_not_scaled_by_speed(make_ser
 
 
 def test_stall_without_ms_times_the_client_out_and_frees_the_stream(srv):
-    with sdk(srv, timeout=1) as client:
+    with openai_sdk(srv, timeout=1) as client:
         stream = create(client, {"tokens": TOKENS, "fault": {"kind": "stall", "at_token": 2}})
         deltas: list[str] = []
         last = time.monotonic()
@@ -532,7 +486,7 @@ def test_stall_without_ms_times_the_client_out_and_frees_the_stream(srv):
 
 
 async def test_async_stall_without_ms_times_out(srv):
-    async with asdk(srv, timeout=1) as client:
+    async with async_openai_sdk(srv, timeout=1) as client:
         started = time.monotonic()
         deltas, error = await acollect(client, {"tokens": TOKENS, "fault": {"kind": "stall", "at_token": 0}})
     assert deltas == []
@@ -545,7 +499,7 @@ async def test_async_stall_without_ms_times_out(srv):
 # ---------------------------------------------------------------- malformed ---
 @pytest.mark.parametrize("k", [0, 3])
 def test_malformed_raises_a_json_error_after_k_deltas(srv, k):
-    with sdk(srv) as client:
+    with openai_sdk(srv) as client:
         deltas, _, error = collect(client, {"tokens": TOKENS, "fault": {"kind": "malformed", "at_token": k}})
     assert deltas == TOKENS[:k]
     assert isinstance(error, json.JSONDecodeError), repr(error)
@@ -559,7 +513,7 @@ def test_malformed_raises_a_json_error_after_k_deltas(srv, k):
 def test_a_client_that_stops_at_the_malformed_line_is_journaled_as_leaving(make_server):
     srv = make_server(speed=1)
     knobs = {"tokens": TOKENS, "itl_ms": 100, "fault": {"kind": "malformed", "at_token": 1}}
-    with sdk(srv) as client:
+    with openai_sdk(srv) as client:
         deltas, _, error = collect(client, knobs)
     assert deltas == TOKENS[:1]
     assert isinstance(error, json.JSONDecodeError)
@@ -588,7 +542,7 @@ def test_malformed_with_custom_data(srv):
     lines = data_lines(srv, knobs)
     assert lines.count("{not: json") == 1
     assert lines.index("{not: json") == 2  # role chunk, one delta, then the line
-    with sdk(srv) as client:
+    with openai_sdk(srv) as client:
         deltas, _, error = collect(client, knobs)
     assert deltas == TOKENS[:1]
     assert isinstance(error, json.JSONDecodeError)
@@ -637,7 +591,7 @@ def test_plain_request_disconnect_before_the_body(srv):
     data = body({"fault": {"kind": "disconnect"}}, stream=False)
     raw = raw_post(srv, data)
     assert (raw.head, raw.body, raw.error) == (b"", b"", None)  # a FIN before any byte
-    with sdk(srv) as client, pytest.raises(openai.APIConnectionError):
+    with openai_sdk(srv) as client, pytest.raises(openai.APIConnectionError):
         create(client, {"fault": {"kind": "disconnect"}}, stream=False)
     entries = settled(srv, 2)
     assert [e["outcome"] for e in entries] == ["fault:disconnect"] * 2
@@ -654,14 +608,14 @@ def test_plain_request_reset_before_the_body(srv):
 
 def test_plain_request_sdk_retries_a_disconnect(srv):
     knobs = {"sequence": [{"fault": {"kind": "disconnect"}}, {"content": "second time lucky"}]}
-    with sdk(srv, max_retries=2) as client:
+    with openai_sdk(srv, max_retries=2) as client:
         assert create(client, knobs, stream=False).choices[0].message.content == "second time lucky"
     assert [e["outcome"] for e in settled(srv, 2)] == ["fault:disconnect", "completed"]
 
 
 def test_plain_request_stall_with_ms_then_the_answer(srv):
     started = time.monotonic()
-    with sdk(srv) as client:
+    with openai_sdk(srv) as client:
         completion = create(client, {"content": "after a pause", "fault": {"kind": "stall", "ms": 300}}, stream=False)
     assert completion.choices[0].message.content == "after a pause"
     assert time.monotonic() - started >= 0.28
@@ -670,7 +624,7 @@ def test_plain_request_stall_with_ms_then_the_answer(srv):
 
 
 def test_plain_request_stall_without_ms_times_out(srv):
-    with sdk(srv, timeout=0.5) as client, pytest.raises(openai.APITimeoutError):
+    with openai_sdk(srv, timeout=0.5) as client, pytest.raises(openai.APITimeoutError):
         create(client, {"fault": {"kind": "stall"}}, stream=False)
     [entry] = settled(srv)
     assert entry["outcome"] == "client_disconnected"
@@ -700,7 +654,7 @@ def test_probability_is_seeded(make_server):
 
 
 def test_probability_zero_never_strikes_and_one_always(srv):
-    with sdk(srv) as client:
+    with openai_sdk(srv) as client:
         for _ in range(5):
             deltas, _, error = collect(client, {"tokens": TOKENS, "fault": {"kind": "reset", "probability": 0}})
             assert (deltas, error) == (TOKENS, None)
@@ -727,7 +681,7 @@ BAD_FAULTS = [
 @pytest.mark.parametrize(("fault", "param", "fragments"), BAD_FAULTS, ids=[str(f[1]) + str(i)
                                                                           for i, f in enumerate(BAD_FAULTS)])
 def test_bad_fault_knobs_are_a_400_naming_the_field(srv, fault, param, fragments):
-    with sdk(srv) as client, pytest.raises(openai.BadRequestError) as caught:
+    with openai_sdk(srv) as client, pytest.raises(openai.BadRequestError) as caught:
         create(client, {"fault": fault})
     error = caught.value
     assert error.param == param
@@ -777,7 +731,7 @@ def test_fault_scenario_files_strike(make_server, kind):
 ])
 def test_error_event_on_a_non_streamed_answer_is_the_status_its_code_implies(srv, code, status, error_class):
     fault = {"kind": "error_event", **({"code": code} if code else {})}
-    client = OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+    client = openai_sdk(srv)
     with pytest.raises(error_class) as caught:
         client.chat.completions.create(model="m", messages=MESSAGES,
                                        extra_body={"mockstream": {"content": "hi", "fault": fault}})
@@ -788,7 +742,7 @@ def test_error_event_on_a_non_streamed_answer_is_the_status_its_code_implies(srv
 
 
 def test_in_band_rate_limit_reads_like_a_429(srv):
-    client = OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+    client = openai_sdk(srv)
     stream = client.chat.completions.create(
         model="gpt-x", messages=MESSAGES, stream=True,
         extra_body={"mockstream": {"content": "a b", "fault": {"kind": "error_event", "code": "rate_limit_exceeded"}}})

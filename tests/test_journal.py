@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from helpers import journal, settled
 from openai import OpenAI
 
 from mockstream.testing import MockServer
@@ -17,18 +18,6 @@ from mockstream.testing import MockServer
 MESSAGES = [{"role": "user", "content": "What did you see?"}]
 FIELDS = {"id", "time", "method", "path", "headers", "body", "scenario", "session", "status", "outcome",
           "events_sent", "bytes_sent", "duration_ms", "first_byte_at", "last_byte_at"}
-
-
-@pytest.fixture
-def http() -> Any:
-    with httpx.Client(timeout=10, verify=False) as client:  # plain HTTP: skip loading the CA bundle
-        yield client
-
-
-@pytest.fixture
-def srv(server: MockServer, http: httpx.Client) -> MockServer:
-    http.post(f"{server.url}/_mockstream/reset").raise_for_status()
-    return server
 
 
 def chat(http: httpx.Client, srv: MockServer, knobs: dict[str, Any] | None = None, *, stream: bool = True,
@@ -39,24 +28,8 @@ def chat(http: httpx.Client, srv: MockServer, knobs: dict[str, Any] | None = Non
     return http.post(f"{srv.base_url}/chat/completions", json=body, headers=headers or {})
 
 
-def journal(http: httpx.Client, srv: MockServer, **filters: str) -> list[dict[str, Any]]:
-    response = http.get(f"{srv.url}/_mockstream/requests", params=filters)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("application/json")
-    return response.json()
-
-
-def settled(http: httpx.Client, srv: MockServer, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        entries = journal(http, srv)
-        if sum(e["outcome"] != "in_progress" for e in entries) >= count or time.monotonic() > deadline:
-            return entries
-        time.sleep(0.02)
-
-
 # ---------------------------------------------------------------- fields ---
-def test_an_entry_holds_the_request_and_what_was_sent(srv, http):
+def test_an_entry_holds_the_request_and_what_was_sent(srv):
     knobs = {"tokens": ["Hel", "lo", "!"]}
     before = time.time()
     with OpenAI(base_url=srv.base_url, api_key="sk-secret-key-123", max_retries=0, timeout=10,
@@ -68,7 +41,7 @@ def test_an_entry_holds_the_request_and_what_was_sent(srv, http):
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == "Hello!"
     after = time.time()
-    [entry] = journal(http, srv)
+    [entry] = journal(srv)
     assert set(entry) >= FIELDS
     assert isinstance(entry["id"], int)
     assert before - 0.5 <= entry["time"] <= after
@@ -90,14 +63,14 @@ def test_an_entry_holds_the_request_and_what_was_sent(srv, http):
 
 def test_bytes_sent_is_the_body_the_client_received(srv, http):
     response = chat(http, srv, {"content": "Count my bytes, 你好."})
-    [entry] = journal(http, srv)
+    [entry] = journal(srv)
     assert entry["bytes_sent"] == len(response.content)
     assert entry["events_sent"] == response.content.count(b"\n\n")
 
 
 def test_plain_answers_are_journaled_with_their_body_size(srv, http):
     response = chat(http, srv, {"content": "plain"}, stream=False)
-    [entry] = journal(http, srv)
+    [entry] = journal(srv)
     assert (entry["status"], entry["outcome"]) == (200, "completed")
     assert entry["bytes_sent"] == len(response.content)
 
@@ -105,7 +78,7 @@ def test_plain_answers_are_journaled_with_their_body_size(srv, http):
 def test_byte_times_show_the_pacing(make_server, http):
     srv = make_server(speed=1)
     chat(http, srv, {"tokens": ["a", "b", "c", "d", "e"], "ttft_ms": 200, "itl_ms": 50})
-    [entry] = journal(http, srv)
+    [entry] = journal(srv)
     first_to_last = entry["last_byte_at"] - entry["first_byte_at"]
     assert 0.37 <= first_to_last <= 1.0, first_to_last  # role at once; last delta at 200 + 4 * 50 ms
     assert entry["first_byte_at"] - entry["time"] < 0.15
@@ -123,7 +96,7 @@ def test_a_client_that_stops_reading_shows_when_it_left(make_server, http):
             if lines == 4:
                 break
         left = time.time()
-    [entry] = settled(http, srv, 1)
+    [entry] = settled(srv, 1)
     assert entry["outcome"] == "client_disconnected"
     assert entry["status"] == 200
     assert 4 <= entry["events_sent"] < 50
@@ -137,7 +110,7 @@ def test_outcomes(srv, http):
     chat(http, srv, {"fault": {"kind": "http_error", "status": 502}})
     http.post(f"{srv.base_url}/chat/completions", content=b"{oops", headers={"Content-Type": "application/json"})
     chat(http, srv, {"no_such_knob": 1})
-    entries = settled(http, srv, 5)
+    entries = settled(srv, 5)
     assert [(e["status"], e["outcome"]) for e in entries] == [
         (200, "completed"),
         (200, "fault:error_event"),
@@ -152,7 +125,7 @@ def test_outcomes(srv, http):
     assert entries[1]["fault"]["kind"] == "error_event"
 
 
-def test_a_client_that_leaves_during_the_first_token_wait(make_server, http):
+def test_a_client_that_leaves_during_the_first_token_wait(make_server):
     srv = make_server(speed=1)
     body = json.dumps({"model": "m", "messages": MESSAGES, "stream": True,
                        "mockstream": {"content": "never sent", "ttft_ms": 30_000}}).encode()
@@ -161,7 +134,7 @@ def test_a_client_that_leaves_during_the_first_token_wait(make_server, http):
                      b"Content-Length: %d\r\n\r\n" % len(body) + body)
         assert b"200 OK" in sock.recv(65536)
         time.sleep(0.1)
-    [entry] = settled(http, srv, 1)
+    [entry] = settled(srv, 1)
     assert entry["outcome"] == "client_disconnected"
     assert entry["events_sent"] == 1  # the role chunk goes out at once; the first token waits for ttft
     assert entry["duration_ms"] < 5000
@@ -176,11 +149,11 @@ def test_filters(make_server, http):
     chat(http, srv, headers={"X-Mockstream-Session": "b", "X-Mockstream-Scenario": "quiet"}, stream=False)
     chat(http, srv, headers={"X-Mockstream-Session": "a"}, model="quiet", stream=False)
     chat(http, srv, stream=False)
-    ids = [e["id"] for e in journal(http, srv)]
+    ids = [e["id"] for e in journal(srv)]
     assert len(ids) == 4
 
     def picked(**filters: str) -> list[int]:
-        return [ids.index(e["id"]) for e in journal(http, srv, **filters)]
+        return [ids.index(e["id"]) for e in journal(srv, **filters)]
 
     assert picked(session="a") == [0, 2]
     assert picked(session="b") == [1]
@@ -197,7 +170,7 @@ def test_the_journal_keeps_only_the_newest_entries(make_server, http):
     srv = make_server(journal_size=5)
     for i in range(8):
         chat(http, srv, {"content": f"answer {i}"}, stream=False)
-    entries = journal(http, srv)
+    entries = journal(srv)
     assert len(entries) == 5
     assert [e["body"]["mockstream"]["content"] for e in entries] == [f"answer {i}" for i in range(3, 8)]
     assert [e["id"] for e in entries] == sorted(e["id"] for e in entries)
@@ -205,25 +178,25 @@ def test_the_journal_keeps_only_the_newest_entries(make_server, http):
 
 def test_health_and_admin_calls_are_not_recorded(srv, http):
     assert http.get(f"{srv.url}/healthz").status_code == 200
-    journal(http, srv)
+    journal(srv)
     http.get(f"{srv.url}/_mockstream/scenarios")
     http.delete(f"{srv.url}/_mockstream/requests")
     http.post(f"{srv.url}/_mockstream/reset")
-    assert journal(http, srv) == []
+    assert journal(srv) == []
     chat(http, srv, stream=False)
     assert http.get(f"{srv.url}/healthz").status_code == 200
-    assert [e["path"] for e in journal(http, srv)] == ["/v1/chat/completions"]
+    assert [e["path"] for e in journal(srv)] == ["/v1/chat/completions"]
 
 
 def test_delete_clears_the_journal(srv, http):
     chat(http, srv, stream=False)
     chat(http, srv, stream=False)
-    assert len(journal(http, srv)) == 2
+    assert len(journal(srv)) == 2
     response = http.delete(f"{srv.url}/_mockstream/requests")
     assert response.status_code == 200
-    assert journal(http, srv) == []
+    assert journal(srv) == []
     chat(http, srv, stream=False)
-    assert len(journal(http, srv)) == 1
+    assert len(journal(srv)) == 1
 
 
 # ---------------------------------------------------------------- runtime scenarios ---
@@ -247,7 +220,7 @@ def test_post_scenarios_adds_and_replaces(make_server, http):
     response = chat(http, srv, stream=False, model="runtime")
     assert response.json()["choices"][0]["message"]["content"] == "replaced"
     assert [s["name"] for s in http.get(url).json()].count("runtime") == 1
-    assert journal(http, srv, scenario="runtime")[-1]["outcome"] == "completed"
+    assert journal(srv, scenario="runtime")[-1]["outcome"] == "completed"
 
 
 def test_post_scenarios_takes_a_list_and_the_file_form(make_server, http):

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from helpers import on_loop, open_tasks
 
 from mockstream.deliver.stream import Stream
 from mockstream.server.errors import MAX_BODY
@@ -33,20 +34,6 @@ TOKENS = 200
 
 
 # ---------------------------------------------------------------- reading the server ---
-def on_loop(srv: MockServer, fn) -> Any:
-    """Run `fn()` on the server's loop and return its result."""
-
-    async def call() -> Any:
-        return fn()
-
-    assert srv._loop is not None
-    return asyncio.run_coroutine_threadsafe(call(), srv._loop).result(timeout=5)
-
-
-def open_tasks(srv: MockServer) -> int:
-    return on_loop(srv, lambda: len(asyncio.all_tasks()))
-
-
 def pacer_length(srv: MockServer) -> int:
     return on_loop(srv, lambda: len(srv.state.pacer))
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
+from helpers import MOCKSTREAM
 
 from mockstream import Scenario, ScenarioError, load_scenarios
 from mockstream.plan.schema import FINISH_REASONS, load_file, parse_scenarios
 
 REPO_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 SHIPPED = sorted(p for p in REPO_SCENARIOS.glob("*") if p.suffix in (".yaml", ".yml", ".json"))
-MOCKSTREAM = str(Path(sys.executable).with_name("mockstream"))
 
 
 def write(directory: Path, name: str, text: str) -> Path:

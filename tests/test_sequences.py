@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openai import OpenAI
+from helpers import journal, openai_sdk
 
 from mockstream import Scenario
 from mockstream.testing import MockServer
@@ -15,19 +15,6 @@ from mockstream.testing import MockServer
 MESSAGES = [{"role": "user", "content": "Again, please."}]
 SESSION = "X-Mockstream-Session"
 ONE_TWO_THREE = [{"content": "one"}, {"content": "two"}, {"content": "three"}]
-
-
-@pytest.fixture
-def http() -> Any:
-    with httpx.Client(timeout=10, verify=False) as client:  # plain HTTP: skip loading the CA bundle
-        yield client
-
-
-@pytest.fixture
-def srv(server: MockServer, http: httpx.Client) -> MockServer:
-    """The session server with an empty journal and every sequence back at its start."""
-    http.post(f"{server.url}/_mockstream/reset").raise_for_status()
-    return server
 
 
 def ask(http: httpx.Client, srv: MockServer, knobs: dict[str, Any] | None = None, *, stream: bool = False,
@@ -45,21 +32,17 @@ def answer(response: httpx.Response) -> str | int:
     return response.json()["choices"][0]["message"]["content"]
 
 
-def journal(http: httpx.Client, srv: MockServer, **filters: str) -> list[dict[str, Any]]:
-    return http.get(f"{srv.url}/_mockstream/requests", params=filters).json()
-
-
 # ---------------------------------------------------------------- order ---
 def test_successive_calls_get_successive_entries_then_the_last_repeats(srv, http):
     knobs = {"sequence": ONE_TWO_THREE}
     assert [answer(ask(http, srv, knobs)) for _ in range(5)] == ["one", "two", "three", "three", "three"]
-    assert [e["sequence_index"] for e in journal(http, srv)] == [0, 1, 2, 2, 2]
+    assert [e["sequence_index"] for e in journal(srv)] == [0, 1, 2, 2, 2]
 
 
 def test_cycle_starts_over(srv, http):
     knobs = {"sequence": ONE_TWO_THREE, "cycle": True}
     assert [answer(ask(http, srv, knobs)) for _ in range(7)] == ["one", "two", "three", "one", "two", "three", "one"]
-    assert [e["sequence_index"] for e in journal(http, srv)] == [0, 1, 2, 0, 1, 2, 0]
+    assert [e["sequence_index"] for e in journal(srv)] == [0, 1, 2, 0, 1, 2, 0]
 
 
 def test_a_one_entry_sequence_always_answers_with_it(srv, http):
@@ -112,10 +95,10 @@ def test_each_session_has_its_own_position(srv, http):
     calls = ["alice", "alice", "bob", "alice", None, "bob", None]
     got = [answer(ask(http, srv, knobs, headers={SESSION: s} if s else None)) for s in calls]
     assert got == ["one", "two", "one", "three", "one", "two", "two"]
-    alice = journal(http, srv, session="alice")
+    alice = journal(srv, session="alice")
     assert [e["sequence_index"] for e in alice] == [0, 1, 2]
     assert {e["session"] for e in alice} == {"alice"}
-    assert [e["sequence_index"] for e in journal(http, srv, session="bob")] == [0, 1]
+    assert [e["sequence_index"] for e in journal(srv, session="bob")] == [0, 1]
 
 
 def test_reset_starts_every_sequence_over(srv, http):
@@ -123,7 +106,7 @@ def test_reset_starts_every_sequence_over(srv, http):
     assert [answer(ask(http, srv, knobs)) for _ in range(2)] == ["one", "two"]
     assert answer(ask(http, srv, knobs, headers={SESSION: "s1"})) == "one"
     assert http.post(f"{srv.url}/_mockstream/reset").json() == {"reset": True}
-    assert journal(http, srv) == []
+    assert journal(srv) == []
     assert answer(ask(http, srv, knobs)) == "one"
     assert answer(ask(http, srv, knobs, headers={SESSION: "s1"})) == "one"
 
@@ -146,7 +129,7 @@ def test_a_scenario_sequence_is_shared_by_every_way_of_naming_the_scenario(make_
     by_knob = ask(http, srv, {"scenario": "flaky"})
     assert [answer(r) for r in (by_header, by_model, by_knob)] == [429, "fine now", "fine now"]
     assert by_header.headers["retry-after"] == "0.2"
-    entries = journal(http, srv, scenario="flaky")
+    entries = journal(srv, scenario="flaky")
     assert [e["outcome"] for e in entries] == ["fault:http_error", "completed", "completed"]
     assert [e["sequence_index"] for e in entries] == [0, 1, 1]
 
@@ -167,21 +150,18 @@ def test_request_knobs_apply_over_every_entry_of_a_scenario_sequence(make_server
 
 def test_the_sdk_retries_through_a_scenario_sequence(make_server):
     srv = make_server([Scenario.from_dict(FLAKY)])
-    with OpenAI(base_url=srv.base_url, api_key="sk-test", max_retries=2, timeout=10,
-                http_client=openai.DefaultHttpxClient(verify=False)) as client:
+    with openai_sdk(srv, max_retries=2) as client:
         stream = client.chat.completions.create(model="flaky", messages=MESSAGES, stream=True)
         text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text == "fine now"
-    with httpx.Client(verify=False) as http:
-        first, second = journal(http, srv)
+    first, second = journal(srv)
     assert (first["status"], second["status"]) == (429, 200)
     assert second["time"] - first["time"] >= 0.18
 
 
-def test_a_disconnect_then_success_sequence_with_the_sdk(srv, http):
+def test_a_disconnect_then_success_sequence_with_the_sdk(srv):
     knobs = {"tokens": ["ok"], "sequence": [{"fault": {"kind": "disconnect", "at_token": 0}}, {}]}
-    with OpenAI(base_url=srv.base_url, api_key="sk-test", max_retries=2, timeout=10,
-                http_client=openai.DefaultHttpxClient(verify=False)) as client:
+    with openai_sdk(srv, max_retries=2) as client:
         def stream_text() -> str:
             stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
                                                     extra_body={"mockstream": knobs})
@@ -190,7 +170,7 @@ def test_a_disconnect_then_success_sequence_with_the_sdk(srv, http):
         with pytest.raises(openai.APIConnectionError):  # a 200 stream that started is never retried
             stream_text()
         assert stream_text() == "ok"
-    assert [e["outcome"] for e in journal(http, srv)] == ["fault:disconnect", "completed"]
+    assert [e["outcome"] for e in journal(srv)] == ["fault:disconnect", "completed"]
 
 
 # ---------------------------------------------------------------- validation ---

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import MOCKSTREAM, clean_env, free_port, wait_until
 
 from mockstream.server.access_log import AccessLog, timestamp
 from mockstream.server.journal import Entry
 
-MOCKSTREAM = str(Path(sys.executable).with_name("mockstream"))
 URL_LINE = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))\b")
 MESSAGES = [{"role": "user", "content": "Hello there"}]
 CHAT = {"model": "gpt-4o-mini", "messages": MESSAGES}
@@ -39,28 +39,6 @@ scenarios:
     ttft_ms: 3000
     itl_ms: 1000
 """
-
-
-def env_only(**variables: str) -> dict[str, str]:
-    """The test's environment without any MOCKSTREAM_* setting of its own, plus `variables`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOCKSTREAM_")}
-    env.update(variables)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition, timeout: float = 5.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step)
-    return True
 
 
 @dataclass
@@ -95,12 +73,12 @@ def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iter
     out, err = tmp_path / f"out-{stamp}.log", tmp_path / f"err-{stamp}.log"
     with out.open("w") as stdout, err.open("w") as stderr:
         process = subprocess.Popen([MOCKSTREAM, "serve", *args], stdout=stdout, stderr=stderr, text=True,
-                                   env=env if env is not None else env_only())
+                                   env=env if env is not None else clean_env())
     try:
         def started() -> bool:
             return process.poll() is not None or bool(URL_LINE.search(out.read_text(encoding="utf-8")))
 
-        assert wait_for(started, timeout=30), f"no start line within 30 s; stderr: {err.read_text()[-2000:]}"
+        assert wait_until(started, timeout=30), f"no start line within 30 s; stderr: {err.read_text()[-2000:]}"
         found = URL_LINE.search(out.read_text(encoding="utf-8"))
         assert found and process.poll() is None, f"serve did not start: {err.read_text()[-2000:]}"
         yield Server(process, found[1], int(found[2]), out, err)
@@ -137,8 +115,8 @@ def test_serve_takes_port_seed_speed_and_inline_scenarios_from_the_environment(t
     assert at_seed_5["id"] != at_seed_0["id"]
 
     port = free_port()
-    env = env_only(MOCKSTREAM_PORT=str(port), MOCKSTREAM_SEED="5", MOCKSTREAM_SPEED="0",
-                   MOCKSTREAM_SCENARIOS_INLINE=INLINE, MOCKSTREAM_PROT="9")
+    env = clean_env(MOCKSTREAM_PORT=str(port), MOCKSTREAM_SEED="5", MOCKSTREAM_SPEED="0",
+                    MOCKSTREAM_SCENARIOS_INLINE=INLINE, MOCKSTREAM_PROT="9")
     with serve(tmp_path, env=env) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         assert server.port == port
         assert "2 scenarios loaded" in server.stdout_lines()[0]
@@ -160,7 +138,7 @@ def test_inline_json_adds_to_the_scenario_directory(tmp_path):
     folder.mkdir()
     (folder / "mounted.yaml").write_text("name: mounted\ncontent: From the mounted folder.\n")
     inline = json.dumps({"name": "inline-json", "content": "From JSON."})
-    env = env_only(MOCKSTREAM_PORT="0", MOCKSTREAM_SCENARIOS=str(folder), MOCKSTREAM_SCENARIOS_INLINE=inline)
+    env = clean_env(MOCKSTREAM_PORT="0", MOCKSTREAM_SCENARIOS=str(folder), MOCKSTREAM_SCENARIOS_INLINE=inline)
     with serve(tmp_path, env=env) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         assert content_of(stream_text(client, {}, model="mounted")) == "From the mounted folder."
         assert content_of(stream_text(client, {}, model="inline-json")) == "From JSON."
@@ -181,7 +159,7 @@ def test_inline_json_adds_to_the_scenario_directory(tmp_path):
 def test_a_bad_variable_exits_2_at_once_naming_it(variable, value, says):
     started = time.monotonic()
     result = subprocess.run([MOCKSTREAM, "serve"], capture_output=True, text=True, timeout=30,
-                            env=env_only(**{"MOCKSTREAM_PORT": "0", variable: value}))
+                            env=clean_env(**{"MOCKSTREAM_PORT": "0", variable: value}))
     assert result.returncode == 2
     assert f"{variable}={value!r}" in result.stderr and says in result.stderr
     assert result.stdout == ""  # never a half-started server
@@ -200,7 +178,7 @@ def test_a_bad_variable_exits_2_at_once_naming_it(variable, value, says):
 )
 def test_a_bad_inline_scenario_exits_2_naming_the_variable_and_field(inline, says):
     result = subprocess.run([MOCKSTREAM, "serve"], capture_output=True, text=True, timeout=30,
-                            env=env_only(MOCKSTREAM_PORT="0", MOCKSTREAM_SCENARIOS_INLINE=inline))
+                            env=clean_env(MOCKSTREAM_PORT="0", MOCKSTREAM_SCENARIOS_INLINE=inline))
     assert result.returncode == 2
     assert says in result.stderr
     assert result.stdout == ""
@@ -208,13 +186,13 @@ def test_a_bad_inline_scenario_exits_2_naming_the_variable_and_field(inline, say
 
 def test_an_inline_scenario_given_as_a_flag_is_named_by_the_flag_and_names_collide_loudly(tmp_path):
     bad = subprocess.run([MOCKSTREAM, "serve", "--port", "0", "--scenarios-inline", "name: x\nitl_ms: -1\n"],
-                         capture_output=True, text=True, timeout=30, env=env_only())
+                         capture_output=True, text=True, timeout=30, env=clean_env())
     assert bad.returncode == 2
     assert "--scenarios-inline: itl_ms:" in bad.stderr
     (tmp_path / "twice.yaml").write_text("name: twice\ncontent: file\n")
     clash = subprocess.run([MOCKSTREAM, "serve", "--port", "0"], capture_output=True, text=True, timeout=30,
-                           env=env_only(MOCKSTREAM_SCENARIOS=str(tmp_path),
-                                        MOCKSTREAM_SCENARIOS_INLINE="name: twice\ncontent: inline\n"))
+                           env=clean_env(MOCKSTREAM_SCENARIOS=str(tmp_path),
+                                         MOCKSTREAM_SCENARIOS_INLINE="name: twice\ncontent: inline\n"))
     assert clash.returncode == 2
     assert f"MOCKSTREAM_SCENARIOS_INLINE: name: scenario 'twice' is already defined in {tmp_path / 'twice.yaml'}" \
         in clash.stderr
@@ -301,17 +279,17 @@ def test_an_idle_server_exits_within_half_a_second(tmp_path, signum):
 # ---------------------------------------------------------------- health ---
 def health(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([MOCKSTREAM, "health", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env if env is not None else env_only())
+                          env=env if env is not None else clean_env())
 
 
 def test_health_wait_succeeds_once_the_server_is_up(tmp_path):
     port = free_port()
     waiting = subprocess.Popen([MOCKSTREAM, "health", "--wait", "20"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env_only(MOCKSTREAM_PORT=str(port)))
+                               stderr=subprocess.PIPE, text=True, env=clean_env(MOCKSTREAM_PORT=str(port)))
     with waiting:
         time.sleep(1.0)  # nothing listens yet: it keeps trying
         assert waiting.poll() is None
-        with serve(tmp_path, env=env_only(MOCKSTREAM_PORT=str(port))) as server:
+        with serve(tmp_path, env=clean_env(MOCKSTREAM_PORT=str(port))) as server:
             out, err = waiting.communicate(timeout=20)
             assert waiting.returncode == 0, err
             assert f"healthy: http://127.0.0.1:{port}/healthz answered 200" in out
@@ -331,7 +309,7 @@ def test_health_fails_clearly_when_nothing_listens():
     assert result.stderr.strip() == (f"mockstream: http://127.0.0.1:{port}/healthz: nothing is listening "
                                      "(connection refused) after waiting 1 s")
     assert 1.0 <= waited < 10
-    once = health(env=env_only(MOCKSTREAM_PORT=str(port)))  # the URL comes from MOCKSTREAM_PORT
+    once = health(env=clean_env(MOCKSTREAM_PORT=str(port)))  # the URL comes from MOCKSTREAM_PORT
     assert once.returncode == 1 and f"127.0.0.1:{port}/healthz: nothing is listening" in once.stderr
     bad = health("--url", "ftp://example")
     assert bad.returncode == 2 and "expected an http:// URL" in bad.stderr
@@ -349,7 +327,7 @@ def test_health_reports_a_server_that_answers_with_an_error(tmp_path):
 def test_one_access_line_per_request_with_scenario_status_outcome_and_duration(tmp_path):
     inline = "name: cut\ntokens: [a, b, c, d]\nttft_ms: 0\nitl_ms: 0\nfault: {kind: reset, at_token: 2}\n"
     with serve(tmp_path, "--port", "0", "--log-format", "json",
-               env=env_only(MOCKSTREAM_SCENARIOS_INLINE=inline)) as server, \
+               env=clean_env(MOCKSTREAM_SCENARIOS_INLINE=inline)) as server, \
             httpx.Client(base_url=server.url, timeout=10) as client:
         stream_text(client, {"tokens": ["x", "y"], "ttft_ms": 0, "itl_ms": 100})
         with pytest.raises(httpx.HTTPError):
@@ -357,7 +335,7 @@ def test_one_access_line_per_request_with_scenario_status_outcome_and_duration(t
         assert client.post("/v1/chat/completions", json={**CHAT, "mockstream": {"chunk_byte": 1}}).status_code == 400
         assert client.get("/healthz").status_code == 200  # health probes are left out
         assert client.get("/v1/models").status_code == 200
-        assert wait_for(lambda: len(server.access_lines()) >= 4)
+        assert wait_until(lambda: len(server.access_lines()) >= 4)
         code, _ = server.signal_and_time()
         lines = [json.loads(line) for line in server.access_lines()]
     assert code == 0
@@ -410,13 +388,13 @@ def test_text_access_log_and_switching_it_off(tmp_path):
     with serve(tmp_path, "--port", "0", "--speed", "0") as server, \
             httpx.Client(base_url=server.url, timeout=10) as client:
         stream_text(client, {"tokens": ["x"]})
-        assert wait_for(lambda: len(server.access_lines()) == 1)
+        assert wait_until(lambda: len(server.access_lines()) == 1)
         line = server.access_lines()[0]
         assert re.fullmatch(
             r"\S+Z POST /v1/chat/completions scenario=default status=200 outcome=completed "
             rf"duration_ms=[0-9.]+ worker={server.process.pid}", line), line
         server.signal_and_time()
-    with serve(tmp_path, "--port", "0", "--speed", "0", env=env_only(MOCKSTREAM_ACCESS_LOG="off")) as server, \
+    with serve(tmp_path, "--port", "0", "--speed", "0", env=clean_env(MOCKSTREAM_ACCESS_LOG="off")) as server, \
             httpx.Client(base_url=server.url, timeout=10) as client:
         stream_text(client, {"tokens": ["x"]})
         code, _ = server.signal_and_time()
@@ -462,7 +440,7 @@ def test_two_workers_serve_streams_from_two_processes_and_all_exit_on_sigterm(tm
         def logged() -> set[int]:
             return {int(m[1]) for m in re.finditer(r"worker=(\d+)", "\n".join(server.access_lines()))}
 
-        assert wait_for(lambda: logged() == pids), logged()  # each worker logs its own requests
+        assert wait_until(lambda: logged() == pids), logged()  # each worker logs its own requests
         # a stream open on some worker while the supervisor is told to stop still finishes
         threads, results, first_bytes = _open_streams(server.url, 4, {"tokens": ["s"] * 10, "itl_ms": 100})
         first_bytes.wait()
@@ -472,7 +450,7 @@ def test_two_workers_serve_streams_from_two_processes_and_all_exit_on_sigterm(tm
     assert code == 0
     assert all(isinstance(r, tuple) and r[0].endswith("data: [DONE]\n\n") for r in results), results
     assert took < 5
-    assert wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=5)
+    assert wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=5)
 
 
 def test_workers_stop_by_themselves_when_the_supervisor_is_killed(tmp_path):
@@ -480,7 +458,7 @@ def test_workers_stop_by_themselves_when_the_supervisor_is_killed(tmp_path):
         pids = {int(pid) for pid in _pids_serving(server.url)}
         server.process.kill()
         server.process.wait(timeout=10)
-        assert wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=5), "orphaned workers kept serving"
+        assert wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=5), "orphaned workers kept serving"
 
 
 def test_a_port_in_use_fails_before_any_worker_starts():
@@ -490,7 +468,7 @@ def test_a_port_in_use_fails_before_any_worker_starts():
         port = holder.getsockname()[1]
         for workers in ("1", "2"):
             result = subprocess.run([MOCKSTREAM, "serve", "--port", str(port), "--workers", workers],
-                                    capture_output=True, text=True, timeout=30, env=env_only())
+                                    capture_output=True, text=True, timeout=30, env=clean_env())
             assert result.returncode == 1
             assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
             assert result.stdout == ""

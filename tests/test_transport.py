@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import itertools
 import json
 import socket
@@ -18,12 +19,15 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
+from aiohttp import web
+from helpers import on_loop, open_tasks, wait_until
 
 from mockstream import Scenario
 from mockstream.deliver import stream as streams
 from mockstream.deliver.frames import Write
 from mockstream.deliver.pacer import Pacer, deliver
 from mockstream.deliver.stream import Stream
+from mockstream.server import create_app
 from mockstream.testing import MockServer
 
 # ---------------------------------------------------------------- a raw HTTP/1.1 reader ---
@@ -127,29 +131,6 @@ def raw_stream(port: int, knobs: dict, *, headers: dict[str, str] | None = None,
     return response
 
 
-# ---------------------------------------------------------------- helpers on the server's loop ---
-def on_loop(server: MockServer, fn):
-    """Run `fn()` on the server's own event loop and return its result."""
-
-    async def call():
-        return fn()
-
-    return asyncio.run_coroutine_threadsafe(call(), server._loop).result(5)
-
-
-def open_tasks(server: MockServer) -> int:
-    return on_loop(server, lambda: len(asyncio.all_tasks()) - 1)  # not counting the probe itself
-
-
-def wait_until(condition, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
 # ---------------------------------------------------------------- chunk_bytes ---
 def test_one_byte_writes_split_utf8_characters_across_reads(server):
     text = "你好é😀"
@@ -216,37 +197,95 @@ def test_without_events_per_write_each_frame_is_its_own_write(server):
     assert [chunk.count(b"\n\n") for chunk in response.chunks] == [1] * 6
 
 
+class RecordingTransport(asyncio.Transport):
+    """The server side of one connection, as aiohttp and mockstream see it: every call goes to the real
+    transport, and each send (`write`, or `writelines` as one) is kept, in order."""
+
+    def __init__(self, inner: asyncio.Transport, sends: list[bytes]):
+        super().__init__()
+        self.inner = inner
+        self.sends = sends
+
+    def write(self, data) -> None:
+        self.sends.append(bytes(data))
+        self.inner.write(data)
+
+    def writelines(self, list_of_data) -> None:
+        pieces = [bytes(piece) for piece in list_of_data]
+        self.sends.append(b"".join(pieces))
+        self.inner.writelines(pieces)
+
+    def __getattribute__(self, name: str):
+        # everything but the sends goes to the real transport (socket options, buffer sizes, close, abort...)
+        if name in ("write", "writelines", "inner", "sends", "__class__", "__dict__"):
+            return object.__getattribute__(self, name)
+        return getattr(object.__getattribute__(self, "inner"), name)
+
+
+class RecordingProtocol(asyncio.Protocol):
+    """aiohttp's protocol for one connection, handed a `RecordingTransport` instead of the real one."""
+
+    def __init__(self, handler: asyncio.Protocol, sends: list[bytes]):
+        self.handler = handler
+        self.sends = sends
+
+    def connection_made(self, transport) -> None:
+        self.handler.connection_made(RecordingTransport(transport, self.sends))
+
+    def data_received(self, data: bytes) -> None:
+        self.handler.data_received(data)
+
+    def eof_received(self):
+        return self.handler.eof_received()
+
+    def connection_lost(self, exc) -> None:
+        self.handler.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.handler.resume_writing()
+
+
+@contextlib.asynccontextmanager
+async def recording_server(sends: list[bytes], **options):
+    """mockstream's app on this loop, served through aiohttp's public `AppRunner.server` protocol factory
+    with each connection's sends recorded; yields its port."""
+    runner = web.AppRunner(create_app(**options), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(lambda: RecordingProtocol(runner.server(), sends), "127.0.0.1", 0)
+    try:
+        yield listener.sockets[0].getsockname()[1]
+    finally:
+        listener.close()
+        await runner.cleanup()
+
+
 @pytest.mark.parametrize(("path", "body", "first_due_at_once"), [
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "mockstream": {"tokens": ["a", "b"]}},
      True),  # the role chunk is due at once
     ("/v1/completions", {"prompt": "hi", "mockstream": {"tokens": ["a", "b"], "ttft_ms": 150}}, False),
 ])
-def test_the_headers_leave_with_the_first_event_and_the_end_with_the_last(make_server, monkeypatch, path, body,
-                                                                          first_due_at_once):
+async def test_the_headers_leave_with_the_first_event_and_the_end_with_the_last(path, body, first_due_at_once):
     """One packet fewer at each end of a stream: a first event due at once goes out in the headers' write
     (else the headers go alone, at once), and the zero-size chunk in the last event's write."""
-    server = make_server(speed=1)
-    writes: list[bytes] = []
-    write = asyncio.selector_events._SelectorSocketTransport.write  # the in-process server's transport
-
-    def record(transport, data):
-        writes.append(bytes(data))
-        write(transport, data)
-
-    monkeypatch.setattr(asyncio.selector_events._SelectorSocketTransport, "write", record)
-    payload = json.dumps({"model": "m", "stream": True, **body}).encode()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sends: list[bytes] = []
+    async with recording_server(sends, speed=1) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        payload = json.dumps({"model": "m", "stream": True, **body}).encode()
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
-        received = b"".join(iter(lambda: sock.recv(65536), b""))
-    monkeypatch.undo()
-    assert b"".join(writes) == received
-    head, *rest = writes
+        received = await asyncio.wait_for(reader.read(-1), 10)
+        writer.close()
+    assert b"".join(sends) == received  # every byte the client got went through the recorded sends
+    head, *rest = sends
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert head.endswith(b"\n\n\r\n" if first_due_at_once else b"\r\n\r\n")
     assert rest[-1].endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
     events = received.count(b"data: ")
-    assert events >= 4 and len(writes) == events + (not first_due_at_once)  # one write per event, no more
+    assert events >= 4 and len(sends) == events + (not first_due_at_once)  # one write per event, no more
 
 
 def test_grouped_frames_arrive_together_at_the_last_ones_deadline(make_server):
@@ -268,8 +307,7 @@ def test_a_stream_that_fell_far_behind_catches_up_in_one_write(make_server, monk
     tokens due meanwhile leave together when it resumes, instead of one write each, ever later."""
     monkeypatch.setattr(streams, "CATCH_UP", 0.1)
     srv = make_server(speed=1)
-    loop = srv._loop
-    loop.call_soon_threadsafe(loop.call_later, 0.25, time.sleep, 0.3)
+    srv.call(lambda: asyncio.get_running_loop().call_later(0.25, time.sleep, 0.3))  # the loop blocks then
     response = raw_stream(srv.port, {"tokens": [f" w{i}" for i in range(40)], "ttft_ms": 0, "itl_ms": 20})
     assert response.text() == "".join(f" w{i}" for i in range(40))
     events = [chunk.count(b"\n\n") for chunk in response.chunks]
@@ -300,7 +338,8 @@ async def test_a_pacer_behind_its_deadlines_lets_the_loop_run_between_turns():
     pacer = Pacer()
     start = loop.time()
     # each stream's last write is kept for the handler's write_eof: the pacer writes only the first
-    streams = [Stream(None, SlowSocket(), iter([Write(0.0, b"x", 1), Write(0.0, b"end", 1)]), start) for _ in range(400)]
+    streams = [Stream(None, SlowSocket(), iter([Write(0.0, b"x", 1), Write(0.0, b"end", 1)]), start)
+               for _ in range(400)]
     runs = [loop.create_task(pacer.run(stream)) for stream in streams]
     await asyncio.sleep(0)  # every stream is in the pacer, whose driver is about to start
     seen_at: list[int] = []
@@ -532,23 +571,29 @@ async def test_200_concurrent_paced_streams_complete(make_server):
 
 
 # ---------------------------------------------------------------- a client that does not read ---
-def _unsent(server: MockServer) -> int:
-    """Bytes the server's sockets hold that the kernel has not taken yet."""
-    handlers = on_loop(server, lambda: server._runner.server.connections)
-    return max((h.transport.get_write_buffer_size() for h in handlers if h.transport is not None), default=0)
-
-
-def test_a_client_that_does_not_read_holds_back_its_stream_not_the_server(make_server):
+def test_a_client_that_does_not_read_holds_back_its_stream_not_the_server():
     """A 60,000-token unpaced stream (about 15 MB, more than the kernel buffers) to a client that stops
     reading: the server keeps only a little unsent and waits, and the whole stream arrives once it reads."""
-    srv = make_server(speed=0)
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as sock:
+    srv = MockServer(speed=0)
+    transports: list[asyncio.BaseTransport] = []  # the server side of each answered connection
+
+    async def keep_transport(request: web.Request, response: web.StreamResponse) -> None:
+        transports.append(request.transport)
+
+    srv.app.on_response_prepare.append(keep_transport)  # aiohttp's public signal, before the app freezes
+
+    def unsent() -> int:
+        """Bytes the server's socket holds that the kernel has not taken yet."""
+        [transport] = transports
+        return on_loop(srv, transport.get_write_buffer_size)
+
+    with srv, socket.create_connection(("127.0.0.1", srv.port), timeout=20) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         sock.sendall(request_bytes(srv.port, {"content": " word" * 60_000}))
         received = [sock.recv(4096)]
         time.sleep(0.5)  # the kernel buffers fill up; the server must wait, not keep writing into memory
-        unsent = _unsent(srv)
-        assert unsent < 64 * 1024, f"{unsent} bytes waiting in the server for a client that does not read"
+        waiting = unsent()
+        assert waiting < 64 * 1024, f"{waiting} bytes waiting in the server for a client that does not read"
         assert on_loop(srv, lambda: [entry.outcome for entry in srv.state.journal]) == ["in_progress"]
         while not received[-1].endswith(b"0\r\n\r\n"):
             data = sock.recv(1 << 20)

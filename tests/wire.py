@@ -276,3 +276,12 @@ FINISH = {
 def transport_error(exc: BaseException) -> bool:
     """Is this the HTTP library's own transport error (httpx, or the httpx2 fork an SDK may ship with)?"""
     return any(cls.__name__ == "TransportError" and cls.__module__.startswith("httpx") for cls in type(exc).__mro__)
+
+
+def events_of(url: str, dialect: str, knobs: dict[str, Any] | None, **fields: Any) -> list[Event]:
+    """The events of a streamed answer that ends cleanly, after checking its status and framing."""
+    reply = read(url, dialect, request_body(dialect, knobs, **fields))
+    assert reply.status == 200, reply.raw
+    assert reply.error is None
+    check_framing(dialect, reply)
+    return reply.events

@@ -46,7 +46,9 @@ class Fault:
         if not cls.kind:
             return  # a base for kinds, not a kind
         if cls.kind in _KINDS:
-            raise TypeError(f"fault kind {cls.kind!r} is already registered by {_KINDS[cls.kind].__name__}")
+            raise TypeError(
+                f"fault kind {cls.kind!r} of {cls.__name__} is already registered by {_KINDS[cls.kind].__name__}"
+            )
         if issubclass(cls, DeliveryFault) and cls.strike is DeliveryFault.strike:
             raise TypeError(f"delivery fault {cls.__name__} ({cls.kind!r}) does not say what it does: define strike()")
         _KINDS[cls.kind] = cls

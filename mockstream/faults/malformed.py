@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..deliver.frames import TAIL, Frame
+from ..deliver.frames import EVENT, Frame
 from ..deliver.sse import framing
 from ..dialects import Reply
 from ..plan.checks import optional, string
@@ -28,7 +28,7 @@ class Malformed(AtToken):
     def struck(self, frame: Frame, index: int, plan: Plan, dialect: Dialect) -> tuple[list[Frame], bool]:
         assert isinstance(frame.data, bytes)
         broken = framing(plan.delivery.line_ending).broken(frame.data, self.data)
-        return [Frame(frame.due, broken, TAIL), frame], True
+        return [Frame(frame.due, broken, EVENT), frame], True
 
     async def complete(
         self, reply: Reply, plan: Plan, dialect: Dialect, transport: asyncio.BaseTransport | None

@@ -1,7 +1,7 @@
 """Pick the scenario that answers a request.
 
-Order: the `X-Mockstream-Scenario` header, then the `scenario` knob, then what a test scripted, then a
-scenario named like the request's model, then the first scenario whose `match` rules hold, then the default.
+Order: the `X-Mockstream-Scenario` header, then the `scenario` knob, then a scenario named like the
+request's model, then what a test scripted, then the first scenario whose `match` rules hold, then the default.
 """
 
 from __future__ import annotations
