@@ -1,4 +1,4 @@
-"""Deliver frames to the socket: on absolute deadlines, cut into writes, one slow reader never slowing others.
+"""Deliver a stream's writes on absolute deadlines, one slow reader never slowing the others.
 
 Paced streams are driven by one `Pacer` per event loop: it keeps every waiting stream in deadline
 order, sleeps until the earliest deadline with a single timer, and on each wake writes what is due for
@@ -12,8 +12,8 @@ Past what one core can write, the pacer degrades gracefully:
 - when behind, it writes in turns of TURN and lets the loop accept and answer new requests in between
   (else a burst of new requests waits seconds for its headers behind the streams already running), and a
   stream that begins then joins on the pacer's clock (`lag`);
-- a stream that fell CATCH_UP behind (the server past its capacity for seconds) sends what is due in one
-  write and is on time again, so it still ends in time.
+- a stream that fell `stream.CATCH_UP` behind (the server past its capacity for seconds) sends what is due
+  in one write and is on time again, so it still ends in time.
 """
 
 from __future__ import annotations
