@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl
+
+from multidict import MultiDict
 
 if TYPE_CHECKING:
     from ..deliver.frames import Frame
@@ -25,9 +28,14 @@ class RequestView:
 
     method: str
     path: str
-    query: Mapping[str, str]
+    query_string: str  # as sent, without the "?"
     headers: Mapping[str, str]
     body: Any = None  # the parsed JSON body; None when the request has none
+
+    @property
+    def query(self) -> Mapping[str, str]:
+        """The query string's parameters (parsed when asked: most requests have none)."""
+        return MultiDict(parse_qsl(self.query_string, keep_blank_values=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ every request.
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..dialects import Asked, Dialect, RequestView
 from ..errors import RequestError
@@ -19,24 +19,8 @@ from ..plan.schema import request_knobs
 from .recent import keyable
 from .state import State
 
-
-class Planned(NamedTuple):
-    plan: Plan
-    position: int | None  # the sequence step taken, if the scenario has a sequence
-    request: Any  # the JSON object the request stands for
-
-
-class _PlanKey(NamedTuple):
-    """What a Plan depends on besides the request: a cached one is reused only when all of it is the same."""
-
-    dialect: str
-    path: str
-    body: bytes
-    scenario: int  # id() of the scenario object, which the cached entry keeps alive
-    position: int | None
-    seed: int
-    speed: float
-    faulted: bool
+# The Plan, the sequence step taken (None without a sequence) and the JSON object the request stands for.
+Planned = tuple[Plan, int | None, Any]
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
@@ -70,9 +54,9 @@ class Planner:
     def plan(self, dialect: Dialect, request: RequestView, raw: bytes | None, session: str | None) -> Planned:
         """`raw` is the body's bytes (None for a request without one: nothing is then cached)."""
         state = self.state
-        recent, key = state.recent, keyable(raw)
-        asked_key = None if key is None else (dialect.name, request.path, tuple(request.query.items()), key)
-        asked, knobs = recent.cached(asked_key, lambda: _asked(dialect, request))
+        recent, body = state.recent, keyable(raw)
+        key = None if body is None else (dialect.name, request.path, request.query_string, body)
+        asked, knobs = recent.cached(key, lambda: _asked(dialect, request))
         ask = asked.ask
         scenario = state.scenarios.select(request.headers, knobs, ask)
         merged, position = resolve(scenario, knobs, session, state.sequences)
@@ -84,21 +68,12 @@ class Planner:
             plan = make_plan(merged, ask, seed=seed, speed=settings.speed, scenario=scenario.name, fault=fault)
             return scenario, plan
 
-        plan_key = (
-            None
-            if key is None
-            else _PlanKey(
-                dialect.name,
-                request.path,
-                key,
-                id(scenario),
-                position,
-                settings.seed,
-                settings.speed,
-                fault is not None,
-            )
-        )
-        return Planned(recent.cached(plan_key, planned)[1], position, asked.request)
+        # What a Plan depends on besides the request: the scenario object (its id, the cached entry keeps it
+        # alive), the sequence step, the server's seed and speed, whether the fault struck.
+        plan_key = None
+        if key is not None:
+            plan_key = (key, id(scenario), position, settings.seed, settings.speed, fault is not None)
+        return recent.cached(plan_key, planned)[1], position, asked.request
 
     def _roll(self, fault: Fault | None) -> Fault | None:
         """Does the fault strike this call? Rolled from the server seed, so the same seed gives the same hits."""
