@@ -7,7 +7,7 @@ turn comes (close, reset, stall). Delivery knows nothing else of faults.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from .stream import Stream
@@ -29,16 +29,17 @@ class Strike(Protocol):
         ...
 
 
-class Frame(NamedTuple):
-    """One SSE event of the encoded answer; sent alone, it is a write of one event."""
-
+class _Frame(NamedTuple):
     due: float  # offset in s from the stream's start
     data: bytes | Strike
     kind: int  # EVENT, TOKEN or TAIL
 
-    @property
-    def events(self) -> int:
-        return 1
+
+class Frame(_Frame):
+    """One SSE event of the encoded answer; sent alone, it is a write of one event."""
+
+    __slots__ = ()
+    events: ClassVar[int] = 1  # what a stream counts per write (a class attribute: read once per event)
 
 
 class Write(NamedTuple):

@@ -29,8 +29,9 @@ class Pacing:
 
     def due_times(self, rng: random.Random | None) -> Iterator[float]:
         """Offsets of token 0, 1, 2, ... forever; never earlier than the previous one (`rng` draws the jitter)."""
-        if not self.jitter:  # ttft + k * itl, computed in C: no Python frame to resume per token
-            return map(self.ttft.__add__, map(self.itl.__mul__, itertools.count()))
+        if not self.jitter:  # ttft, ttft + itl, ...: summed in C (no Python frame per token); their rounding
+            # stays under a microsecond over a million tokens, and every offset is still from the request's start
+            return itertools.accumulate(itertools.repeat(self.itl), initial=self.ttft)
         return self._jittered(rng)
 
     def _jittered(self, rng: random.Random | None) -> Iterator[float]:
