@@ -7,16 +7,20 @@ touches a socket.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 from multidict import MultiDict
 
+from ..errors import RequestError
+
 if TYPE_CHECKING:
     from ..deliver.frames import Frame
-    from ..errors import Failure, RequestError
+    from ..errors import Failure
     from ..plan import Ask, Plan
 
 __all__ = ["Asked", "Dialect", "Reply", "RequestView"]
@@ -95,6 +99,33 @@ class Dialect(Protocol):
         ...
 
 
+KNOBS = "mockstream"  # the body field that holds the knobs
+
+
+@lru_cache(maxsize=1024)  # a body's field names repeat from request to request: each is judged once
+def misplaced_knobs(key: str) -> bool:
+    """Is this top-level field meant as the knobs? `extra_body` (a client sending its own option as a field,
+    as litellm's Anthropic route does) or a name close to `mockstream` (`mockstrem`, `mock_stream`)."""
+    if key == "extra_body":
+        return True
+    folded = key.lower()
+    if folded.replace("_", "").replace("-", "") == KNOBS:
+        return True
+    return difflib.SequenceMatcher(None, folded, KNOBS).ratio() >= 0.8
+
+
+def _misplaced(key: str) -> RequestError:
+    return RequestError(
+        400,
+        f"Unrecognized request argument supplied: {key}. mockstream reads its knobs from a top-level "
+        f'"{KNOBS}" object of the request body (openai-python: extra_body={{"{KNOBS}": {{...}}}}, which the SDK '
+        f"merges into the body); a client that sends extra_body as a field of its own needs the knobs passed "
+        f'as a top-level "{KNOBS}" field, or a scenario named in the X-Mockstream-Scenario header.',
+        key,
+        "unknown_parameter",
+    )
+
+
 class JsonDialect:
     """A dialect whose request is a JSON object body, knobs under its `mockstream` field."""
 
@@ -103,7 +134,10 @@ class JsonDialect:
 
     def parse(self, request: RequestView) -> Asked:
         body = request.body
-        return Asked(self.read(body), body.get("mockstream", {}), body)
+        for key in body:
+            if key != KNOBS and misplaced_knobs(key):
+                raise _misplaced(key)
+        return Asked(self.read(body), body.get(KNOBS, {}), body)
 
     def read(self, body: dict[str, Any]) -> Ask:
         """What the body asks for; a RequestError in the API's words when it is not valid."""

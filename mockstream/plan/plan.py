@@ -133,8 +133,9 @@ def request_seed(seed: int, body: Any, scenario: str = "") -> int:
     if isinstance(knobs, dict):
         body = {**body, "mockstream": {k: v for k, v in knobs.items() if k not in DELIVERY_KNOBS}}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    digest = hashlib.blake2b(f"{seed}\0{scenario}\0{canonical}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+    # surrogatepass: a lone surrogate ("\ud800", valid JSON) hashes too; every valid text hashes as before
+    digest = hashlib.blake2b(f"{seed}\0{scenario}\0{canonical}".encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
 
 
 # byte -> alphanumeric character: ids are random bytes translated in one call (a 256-byte table, so 8 of

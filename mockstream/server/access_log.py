@@ -104,7 +104,10 @@ class AccessLog:
         """Write the line now and flush stdout once per pass of the event loop: a burst of requests ending
         together costs one system call, not one each."""
         try:
-            sys.stdout.write(line + "\n")
+            try:
+                sys.stdout.write(line + "\n")
+            except UnicodeEncodeError:  # a path or header not in UTF-8 (aiohttp keeps its bytes as surrogates)
+                sys.stdout.write(line.encode("ascii", "backslashreplace").decode("ascii") + "\n")
         except (OSError, ValueError):  # stdout closed or gone: serving matters more than logging
             return
         if self._flush_due:

@@ -5,12 +5,12 @@ Admin calls and `/healthz` are not journaled.
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from ..errors import RequestError, ScenarioError
 from ..plan.schema import parse_scenarios
+from .errors import read_body
+from .planner import load_json
 from .state import State
 
 PREFIX = "/_mockstream"
@@ -38,7 +38,7 @@ def add_routes(app: web.Application, state: State) -> None:
 
     async def add_scenarios(request: web.Request) -> web.Response:
         """Add or replace scenarios: the body is what a scenario file holds (one, a list, or {scenarios: [...]})."""
-        body = await _read_json_any(request)
+        body = await _read_json_any(request, state.settings.read_timeout)
         try:
             added = parse_scenarios(body, "request body")
         except ScenarioError as exc:
@@ -59,10 +59,5 @@ def add_routes(app: web.Application, state: State) -> None:
     app.router.add_post(f"{PREFIX}/reset", reset)
 
 
-async def _read_json_any(request: web.Request) -> object:
-    try:
-        return json.loads(await request.read())
-    except ValueError as exc:
-        raise RequestError(
-            400, f"We could not parse the JSON body of your request. ({exc})", code="invalid_json"
-        ) from None
+async def _read_json_any(request: web.Request, timeout: float) -> object:
+    return load_json(await read_body(request, timeout))

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Iterable, Mapping
 
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 
 from ..dialects import Dialect, RequestView
 from ..dialects.registry import DIALECTS
@@ -18,11 +18,12 @@ from ..errors import RequestError
 from ..plan import Plan
 from ..plan.schema import Scenario
 from . import admin, browsers, models
-from .errors import MAX_BODY, TOO_LARGE, Handler, error_response, internal_error, middleware
+from .aiohttp_private import set_expect_handler
+from .errors import MAX_BODY, TOO_LARGE, Handler, internal_error, middleware, read_body, refuse
 from .exchange import Exchange
 from .journal import DEFAULT_SIZE, Entry
 from .planner import Planner
-from .state import STATE, State
+from .state import DEFAULT_READ_TIMEOUT, STATE, State
 
 SESSION_HEADER = "X-Mockstream-Session"
 JSON_TYPES = ("application/json", "application/octet-stream")
@@ -37,28 +38,62 @@ def create_app(
     cors_origins: Iterable[str] = ("*",),
     routes: Mapping[str, str] | None = None,
     static: str | None = None,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> web.Application:
     """A ready mock server application; run it with aiohttp's runners or `aiohttp_client`.
 
     `routes` mounts dialects at more paths (`{"/api/chat": "chat"}`); `static` serves a folder at `/`
-    (otherwise `/` is the demo page); `cors_origins` are the origins browsers may call from.
+    (otherwise `/` is the demo page); `cors_origins` are the origins browsers may call from;
+    `read_timeout` is how long a request's body may take to arrive (then a 408, and the connection closes).
     `State.of(app)` is its state."""
     state = State(scenarios, seed=seed, speed=speed, journal_size=journal_size, cors_origins=cors_origins)
-    app = web.Application(middlewares=[middleware(state)], client_max_size=MAX_BODY)
+    state.settings.read_timeout = read_timeout
+    paths: dict[str, Dialect] = {}  # each API path's dialect: its 404 and 405 are in the API's words
+    # auto_decompress off: the body's Content-Encoding is read by `read_body`, in the API's words
+    app = web.Application(
+        middlewares=[middleware(state, paths)], client_max_size=MAX_BODY, handler_args={"auto_decompress": False}
+    )
     app[STATE] = state
     admin.add_routes(app, state)
     planner = Planner(state)
     for dialect in DIALECTS.values():
         for method, path in dialect.routes:
             app.router.add_route(method, path, handler(state, planner, dialect))
+            if method == "POST":
+                paths[path] = dialect
     for path, name in (routes or {}).items():
         app.router.add_post(path, handler(state, planner, DIALECTS[name]))
+        paths[path] = DIALECTS[name]
         if name == "chat":  # the same path answers a browser's EventSource
             app.router.add_get(path, handler(state, planner, DIALECTS["eventsource"]))
     models.add_routes(app, state)
     browsers.add_routes(app, static)
     browsers.allow_cors(app, state.cors_origins)
+    # Last, and without CORS of its own: a request no route takes meets a route of ours (and our `Expect`
+    # handling) rather than aiohttp's stand-in, which answers an odd `Expect` header itself.
+    app.router.add_route("*", "/{unrouted:.*}", _unrouted)
+    for route in app.router.routes():
+        set_expect_handler(route, _expect)
     return app
+
+
+async def _unrouted(request: web.Request) -> web.StreamResponse:
+    """The 405 of a path some route takes with another method, else the 404 (the middleware words both)."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+async def _expect(request: web.Request) -> None:
+    """`Expect: 100-continue` gets its 100 Continue; any other expectation is ignored (RFC 9110 lets a
+    server answer as if the header were absent) rather than refused in aiohttp's plain-text 417."""
+    if request.version == HttpVersion11 and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
 
 
 def handler(state: State, planner: Planner, dialect: Dialect) -> Handler:
@@ -82,11 +117,12 @@ def handler(state: State, planner: Planner, dialect: Dialect) -> Handler:
             if "Last-Event-ID" in headers:
                 entry.extra["last_event_id"] = headers["Last-Event-ID"]
             try:
-                plan, position = _plan(request, await _read(request), planner, dialect, entry)
+                raw = await _read(request, state.settings.read_timeout)
+                plan, position = _plan(request, raw, planner, dialect, entry)
             except (RequestError, web.HTTPRequestEntityTooLarge) as exc:
                 error = exc if isinstance(exc, RequestError) else TOO_LARGE
                 journal.close(entry, error.status, "rejected", round((loop.time() - start) * 1000, 3))
-                return error_response(error, dialect)
+                return await refuse(request, error, dialect)
             entry.scenario = plan.scenario
             if position is not None:
                 entry.extra["sequence_index"] = position
@@ -121,7 +157,7 @@ def _plan(
     return plan, position
 
 
-async def _read(request: web.Request) -> bytes | None:
+async def _read(request: web.Request, timeout: float) -> bytes | None:
     """The body's bytes (None for a GET: its query string is the request)."""
     if request.method == "GET":
         return None
@@ -132,4 +168,5 @@ async def _read(request: web.Request) -> bytes | None:
             f"Unsupported Content-Type {ctype!r}: send the body as application/json.",
             code="unsupported_media_type",
         )
-    return await request.read()
+    return await read_body(request, timeout)
+

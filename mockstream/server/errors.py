@@ -3,15 +3,21 @@ status, never aiohttp's HTML, and a bug of ours gets the API's 500 and is kept f
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+import sys
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
 from ..dialects import Dialect
 from ..dialects.chat import CHAT
+from ..dialects.messages import MESSAGES
 from ..errors import RequestError
 from .state import State
 
@@ -20,6 +26,70 @@ log = logging.getLogger("mockstream")
 MAX_BODY = 4 * 1024 * 1024
 TOO_LARGE = RequestError(413, f"Request body too large: the limit is {MAX_BODY} bytes.", code="request_too_large")
 _ERROR_IDS = itertools.count(1)
+
+
+def too_slow(timeout: float) -> RequestError:
+    return RequestError(
+        408,
+        f"Request timeout: the request body did not arrive within {timeout:g} s.",
+        code="request_timeout",
+    )
+
+
+async def read_body(request: web.Request, timeout: float) -> bytes:
+    """The whole body, in the API's words when it cannot be had: a 413 before reading a body whose
+    Content-Length is over the limit, a 408 when it takes over `timeout` seconds to arrive, a 400 when its
+    bytes are not in the Content-Encoding they claim, a 415 for an encoding we do not read."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        raise TOO_LARGE
+    try:
+        if request.content.is_eof():  # all here already (most bodies come with their headers): no timer
+            raw = await request.read()
+        elif sys.version_info >= (3, 11):
+            async with asyncio.timeout(timeout):
+                raw = await request.read()
+        else:  # pragma: no cover - Python 3.10
+            raw = await asyncio.wait_for(request.read(), timeout)
+    except TimeoutError:
+        raise too_slow(timeout) from None
+    except (HttpProcessingError, web.RequestPayloadError) as exc:  # the body broke off mid-way
+        message = f"We could not read the body of your request. ({exc})"
+        raise RequestError(400, message, code="invalid_body") from None
+    encoding = request.headers.get("Content-Encoding")
+    return raw if encoding is None else decoded(raw, encoding)
+
+
+# The app reads Content-Encoding itself (`auto_decompress` off): aiohttp's parser answers a body that is not
+# in its encoding, or one it has no decoder for, with a plain-text 400 before any handler runs.
+_WBITS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+
+
+def decoded(raw: bytes, encoding: str) -> bytes:
+    """The body in the Content-Encoding it claims, no larger than MAX_BODY once decoded."""
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return raw
+    wbits = _WBITS.get(name)
+    if wbits is None:
+        message = f"Unsupported Content-Encoding {encoding!r}: send gzip, deflate or identity."
+        raise RequestError(415, message, code="unsupported_encoding")
+    for bits in (wbits, -15) if name == "deflate" else (wbits,):  # many send raw deflate, with no zlib header
+        with contextlib.suppress(zlib.error):
+            return _inflate(raw, bits)
+    raise RequestError(400, f"We could not read the body of your request: it is not {name}.", code="invalid_body")
+
+
+def _inflate(raw: bytes, wbits: int) -> bytes:
+    decoder = zlib.decompressobj(wbits)
+    body = decoder.decompress(raw, MAX_BODY + 1)
+    if len(body) > MAX_BODY or decoder.unconsumed_tail:  # a small body that inflates past the limit
+        raise TOO_LARGE
+    body += decoder.flush()
+    if not decoder.eof:
+        raise zlib.error("truncated")
+    return body
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -31,6 +101,23 @@ def error_response(error: RequestError, dialect: Dialect = CHAT, headers: dict[s
     )
 
 
+async def refuse(request: web.Request, error: RequestError, dialect: Dialect = CHAT) -> web.StreamResponse:
+    """The refusal. With the body left unread the connection closes after it: for a body too large, once
+    aiohttp has dropped what the client goes on sending (for up to its lingering time: closing on unread bytes
+    would send a reset, which can destroy the answer before the client reads it); for a body too slow to
+    arrive (the 408), at once: that client is the one being dropped."""
+    response = error_response(error, dialect)
+    if request.content.is_eof():
+        return response
+    response.force_close()  # Connection: close
+    if error.status != 408:
+        return response
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # the answer is in the transport's buffer: it leaves before the FIN
+    return response
+
+
 def internal_error(state: State, request: web.Request, exc: Exception, dialect: Dialect = CHAT) -> web.Response:
     """A bug of ours: logged, kept for the test that caused it, and answered as the API's 500."""
     log.exception("internal error on %s %s", request.method, request.path)
@@ -39,27 +126,38 @@ def internal_error(state: State, request: web.Request, exc: Exception, dialect: 
     return error_response(error, dialect)
 
 
-def middleware(state: State) -> Middleware:
+def middleware(state: State, paths: Mapping[str, Dialect] | None = None) -> Middleware:
     """The middleware that answers every route's errors. A plain function: an API handler answers its own
-    errors, so its requests pass through without one more coroutine (and its memory) per open stream."""
+    errors, so its requests pass through without one more coroutine (and its memory) per open stream.
+    `paths` are the API paths and their dialects (filled once the routes are added): a 404 or 405 on or
+    under one is in its API's words."""
+    dialects = paths if paths is not None else {}
 
     @web.middleware
     def errors(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
         if getattr(handler, "journaled", False):
             return handler(request)
-        return _answer_errors(state, request, handler)
+        return _answer_errors(state, request, handler, _dialect(dialects, request.path))
 
     return errors
 
 
-async def _answer_errors(state: State, request: web.Request, handler: Handler) -> web.StreamResponse:
+def _dialect(paths: Mapping[str, Dialect], path: str) -> Dialect:
+    dialect = paths.get(path)
+    if dialect is not None:
+        return dialect
+    # under a path (`/v1/messages/count_tokens`): the Anthropic routes answer in Anthropic's words
+    return MESSAGES if path.startswith("/v1/messages/") else CHAT
+
+
+async def _answer_errors(state: State, request: web.Request, handler: Handler, dialect: Dialect) -> web.StreamResponse:
     try:
         return await handler(request)
     except RequestError as error:
-        return error_response(error)
+        return await refuse(request, error, dialect)
     except web.HTTPNotFound:
         not_found = RequestError(404, f"Invalid URL ({request.method} {request.path})")
-        return _cors(state, request, error_response(not_found))
+        return _cors(state, request, error_response(not_found, dialect))
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
         not_allowed = RequestError(
@@ -67,13 +165,22 @@ async def _answer_errors(state: State, request: web.Request, handler: Handler) -
             f"Method {request.method} not allowed on {request.path}; allowed: {allowed}.",
             code="method_not_allowed",
         )
-        return _cors(state, request, error_response(not_allowed, headers={"Allow": allowed}))
+        return _cors(state, request, error_response(not_allowed, dialect, headers={"Allow": allowed}))
     except web.HTTPRequestEntityTooLarge:
-        return error_response(TOO_LARGE)
-    except web.HTTPException:
-        raise
+        return error_response(TOO_LARGE, dialect)
+    except web.HTTPException as exc:
+        if exc.status < 400:  # a redirect
+            raise
+        # aiohttp's or aiohttp_cors's own refusal (a failed CORS preflight): in the API's words
+        refusal = RequestError(exc.status, exc.text or exc.reason, code=exc.reason.lower().replace(" ", "_"))
+        return _cors(state, request, error_response(refusal, dialect, headers=_kept(exc)))
     except Exception as exc:  # a bug of ours: say so in the API's words and keep serving
-        return internal_error(state, request, exc)
+        return internal_error(state, request, exc, dialect)
+
+
+def _kept(exc: web.HTTPException) -> dict[str, str]:
+    """The headers of aiohttp's refusal that are not about its own body."""
+    return {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
 
 
 def _cors(state: State, request: web.Request, response: web.Response) -> web.Response:

@@ -7,7 +7,9 @@ every request.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from typing import Any
 
 from ..dialects import Asked, Dialect, RequestView
@@ -23,22 +25,99 @@ from .state import State
 Planned = tuple[Plan, int | None, Any]
 
 
+# How deep a body may nest. No API request comes near it (a tool's JSON schema nests a few dozen levels);
+# much deeper, every recursive step after the decoder (hashing the body, the journal's JSON, a dialect
+# echoing a field) would meet Python's recursion limit, so the decoder's answer is the only one.
+MAX_DEPTH = 128
+TOO_DEEP = RequestError(
+    400,
+    f"We could not parse the JSON body of your request. (It nests deeper than {MAX_DEPTH} levels.)",
+    code="invalid_json",
+)
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
     """The JSON object of a request body; a 400 in the API's words otherwise."""
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise RequestError(
-            400, f"We could not parse the JSON body of your request. ({exc})", code="invalid_json"
-        ) from None
+    body = load_json(raw)
     if not isinstance(body, dict):
         raise RequestError(400, "The request body must be a JSON object.", code="invalid_json")
     return body
 
 
-def _asked(dialect: Dialect, request: RequestView) -> tuple[Asked, dict[str, Any]]:
+def load_json(raw: bytes) -> Any:
+    """Any JSON value no deeper than MAX_DEPTH; a 400 invalid_json otherwise."""
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise TOO_DEEP from None
+    except ValueError as exc:
+        raise RequestError(
+            400, f"We could not parse the JSON body of your request. ({exc})", code="invalid_json"
+        ) from None
+    # Only a body with enough brackets can nest that deep: counting them costs far less than walking it.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+        raise TOO_DEEP
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deep a parsed JSON value nests (iterative: a deep value must not recurse)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def _asked(dialect: Dialect, request: RequestView, raw: bytes | None) -> tuple[Asked, dict[str, Any]]:
     asked = dialect.parse(request)
+    # Lone surrogates ("\ud800", which JSON allows and UTF-8 cannot carry) become U+FFFD in what the
+    # request asks and in its knobs, so an answer that echoes them can be encoded; the seed still hashes the
+    # body as sent. Only an escape or the bytes of an encoded surrogate can hold one: most bodies skip this.
+    if (raw is None or b"\\u" in raw or b"\xed" in raw) and _has_surrogate(asked.request):
+        ask = asked.ask
+        cleaned = {f.name: _clean(getattr(ask, f.name)) for f in dataclasses.fields(ask)}
+        asked = Asked(dataclasses.replace(ask, **cleaned), _clean(asked.knobs), asked.request)
     return asked, request_knobs(asked.knobs)
+
+
+def _has_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(value: Any) -> Any:
+    """`value` with every lone surrogate replaced by U+FFFD (bounded depth: the body passed MAX_DEPTH)."""
+    if isinstance(value, str):
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
 
 
 class Planner:
@@ -56,7 +135,7 @@ class Planner:
         state = self.state
         recent, body = state.recent, keyable(raw)
         key = None if body is None else (dialect.name, request.path, request.query_string, body)
-        asked, knobs = recent.cached(key, lambda: _asked(dialect, request))
+        asked, knobs = recent.cached(key, lambda: _asked(dialect, request, raw))
         ask = asked.ask
         scenario = state.scenarios.select(request.headers, knobs, ask)
         merged, position = resolve(scenario, knobs, session, state.sequences)

@@ -23,12 +23,16 @@ if TYPE_CHECKING:
     from ..process.listen import Arrivals
 
 
+DEFAULT_READ_TIMEOUT = 60.0  # s a request's body may take to arrive
+
+
 @dataclass
 class Settings:
     """What `mockstream serve` flags set for the whole server."""
 
     seed: int = 0
     speed: float = 1.0
+    read_timeout: float = DEFAULT_READ_TIMEOUT
     headers: dict[str, str] = field(default_factory=dict)  # sent with every API answer
 
 
