@@ -81,6 +81,7 @@ class Fault:
 
 
 AT_TOKEN: Check = integer(0)
+PROBABILITY: Check = number(0, 1)  # every fault's `probability` field
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def parse(raw: Any, path: str) -> Fault:
         if key == "kind":
             continue
         if key == "probability":
-            values[key] = number(0, 1)(value, f"{path}.probability")
+            values[key] = PROBABILITY(value, f"{path}.probability")
         elif key in cls.checks:
             values[key] = cls.checks[key](value, f"{path}.{key}")
         else:

@@ -1,14 +1,18 @@
 """Small validators shared by the scenario schema and the fault catalogue.
 
-Each check takes (value, path) and returns the cleaned value or raises `Invalid` naming the path.
+Each check takes (value, path) and returns the cleaned value or raises `Invalid` naming the path. Each also
+describes itself as a JSON Schema fragment (`describe(check)`), so the published schema of scenario files is
+generated from the very checks that validate them.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
+import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import Problem
 
@@ -18,12 +22,37 @@ class Invalid(Exception):
         self.problem = Problem(path, message)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+# check -> its JSON Schema fragment; weak, so a check made on the fly does not live on because it was described
+_SCHEMAS: weakref.WeakKeyDictionary[Callable[..., Any], dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def described(fragment: dict[str, Any]) -> Callable[[F], F]:
+    """Decorate a check with the JSON Schema fragment that says what it accepts."""
+
+    def attach(check: F) -> F:
+        _SCHEMAS[check] = fragment
+        return check
+
+    return attach
+
+
+def describe(check: Callable[..., Any]) -> dict[str, Any]:
+    """The JSON Schema fragment of a check (a fresh copy); TypeError for a check that does not describe itself."""
+    try:
+        return copy.deepcopy(_SCHEMAS[check])
+    except (KeyError, TypeError):
+        raise TypeError(f"check {check!r} has no JSON Schema description: give it one with described()") from None
+
+
 def type_name(value: Any) -> str:
     return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
         type(value), type(value).__name__
     )
 
 
+@described({"type": "string"})
 def string(value: Any, path: str) -> str:
     if not isinstance(value, str):
         raise Invalid(path, f"expected a string, got {type_name(value)}")
@@ -38,7 +67,10 @@ def number(low: float = 0.0, high: float = math.inf) -> Callable[[Any, str], flo
             raise Invalid(path, f"must be between {_plain(low)} and {_plain(high)}, got {_plain(value)}")
         return float(value)
 
-    return check
+    fragment: dict[str, Any] = {"type": "number", "minimum": _json_number(low)}
+    if math.isfinite(high):
+        fragment["maximum"] = _json_number(high)
+    return described(fragment)(check)
 
 
 def integer(low: int = 0, high: int | None = None) -> Callable[[Any, str], int]:
@@ -50,7 +82,10 @@ def integer(low: int = 0, high: int | None = None) -> Callable[[Any, str], int]:
             raise Invalid(path, f"must be {bound}, got {value}")
         return value
 
-    return check
+    fragment: dict[str, Any] = {"type": "integer", "minimum": low}
+    if high is not None:
+        fragment["maximum"] = high
+    return described(fragment)(check)
 
 
 def choice(options: Iterable[str]) -> Callable[[Any, str], str]:
@@ -61,7 +96,7 @@ def choice(options: Iterable[str]) -> Callable[[Any, str], str]:
             raise Invalid(path, f"unknown value {value!r}; expected one of: {', '.join(options)}")
         return value
 
-    return check
+    return described({"enum": list(options)})(check)
 
 
 def closest(word: str, choices: Iterable[str]) -> str:
@@ -77,6 +112,7 @@ def reject_unknown(obj: Mapping, allowed: Iterable[str], path: str) -> None:
             raise Invalid(where, f"unknown field{closest(str(key), allowed)}; expected one of: {', '.join(allowed)}")
 
 
+@described({"type": "boolean"})
 def boolean(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
         raise Invalid(path, f"expected true or false, got {type_name(value)}")
@@ -84,7 +120,17 @@ def boolean(value: Any, path: str) -> bool:
 
 
 def optional(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-    return lambda value, path: None if value is None else check(value, path)
+    fragment = describe(check)
+    if isinstance(fragment.get("type"), str) and not {"enum", "const"} & set(fragment):
+        fragment["type"] = [fragment["type"], "null"]
+    else:
+        fragment = {"anyOf": [fragment, {"type": "null"}]}
+    return described(fragment)(lambda value, path: None if value is None else check(value, path))
+
+
+def _json_number(number: float) -> float | int:
+    """0.0 -> 0 in the schema (what a person writes); 0.5 stays 0.5."""
+    return int(number) if float(number).is_integer() else number
 
 
 def _plain(number: float) -> str:

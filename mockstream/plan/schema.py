@@ -79,19 +79,49 @@ def _scenario_name(value: Any, path: str) -> str:
 
 @dataclass(frozen=True)
 class Knob:
-    """One knob: its check and the line the README shows for it."""
+    """One knob: its check, the line the README shows for it, and (for a check of its own, which cannot
+    describe itself) the JSON Schema fragment of what it accepts; the others come from `checks.describe`."""
 
     check: Callable[[Any, str], Any]
     doc: str
+    schema: Mapping[str, Any] | None = None
 
 
 KNOBS: dict[str, Knob] = {
     "content": Knob(string, "the assistant's text; the server splits it into tokens"),
-    "tokens": Knob(_tokens, "exact deltas, one content chunk each (nothing re-split)"),
+    "tokens": Knob(
+        _tokens,
+        "exact deltas, one content chunk each (nothing re-split)",
+        {"type": "array", "items": {"type": "string", "minLength": 1}},
+    ),
     "random_tokens": Knob(integer(0, 1_000_000), "seeded Faker text of N tokens"),
-    "locale": Knob(_locale, "Faker locale for random_tokens (default en_US)"),
+    "locale": Knob(
+        _locale,
+        "Faker locale for random_tokens (default en_US)",
+        {"type": "string", "examples": ["en_US", "de_DE", "fr_FR", "ja_JP", "zh_CN"]},
+    ),
     "finish_reason": Knob(choice(FINISH_REASONS), "how the answer ends"),
-    "tool_calls": Knob(_tool_calls, "tool calls [{name, arguments}] after any content"),
+    "tool_calls": Knob(
+        _tool_calls,
+        "tool calls [{name, arguments}] after any content",
+        {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "description": "the function's name"},
+                    "arguments": {
+                        "type": ["object", "string"],
+                        "description": "an object, or JSON text of one (default {})",
+                    },
+                    "id": {"type": "string", "description": "the call's id (default: a seeded one)"},
+                },
+                "required": ["name"],
+                "additionalProperties": False,
+            },
+        },
+    ),
     "ttft_ms": Knob(number(0, 3_600_000), "time to the first content token, ms"),
     "itl_ms": Knob(number(0, 3_600_000), "gap between tokens, ms"),
     "jitter_ms": Knob(number(0, 3_600_000), "seeded random +/- around each gap, ms"),
@@ -104,7 +134,7 @@ KNOBS: dict[str, Knob] = {
     "fault": Knob(faults.parse, "make the stream fail: {kind, ...fields, probability} (see Faults)"),
     "sequence": Knob(lambda value, path: value, "successive calls get successive entries (knob objects)"),
     "cycle": Knob(boolean, "with sequence: start over after the last entry (default: the last repeats)"),
-    "scenario": Knob(_scenario_name, "use a loaded scenario by name"),
+    "scenario": Knob(_scenario_name, "use a loaded scenario by name", {"type": "string", "minLength": 1}),
 }
 FILE_FIELDS = ("version", "name", "description", "match")
 MATCH_FIELDS = ("model", "user", "headers")
@@ -330,6 +360,9 @@ def load_file(path: str | Path) -> list[Scenario]:
         document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise ScenarioError(str(path), [Problem("", f"not valid {path.suffix.lstrip('.').upper()}: {exc}")]) from None
+    if document is None and path.suffix != ".json":  # YAML reads nothing (or only comments) as None
+        empty = "the file is empty: expected a scenario object, a list of them or {scenarios: [...]}"
+        raise ScenarioError(str(path), [Problem("", empty)])
     return parse_scenarios(document, str(path))
 
 
