@@ -86,7 +86,7 @@ API_ERRORS: dict[int, tuple[str, str | None, str]] = {
         "requests",
         "rate_limit_exceeded",
         "Rate limit reached for {model} in organization org-mockstream on "
-        "requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.",
+        "requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in {retry}.",
     ),
     500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
     502: ("server_error", None, "Bad gateway."),

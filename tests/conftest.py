@@ -10,6 +10,8 @@ from helpers import async_openai_sdk, openai_sdk, plain_http
 
 from mockstream.testing import MockServer
 
+pytest_plugins = ["pytester"]  # tests/test_readme_examples.py runs the README's test files in a fresh project
+
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[MockServer]:

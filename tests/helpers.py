@@ -12,9 +12,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import httpx
+import pytest
 
 from mockstream.testing import MockServer
 
@@ -22,6 +23,15 @@ T = TypeVar("T")
 
 # the console script of the venv that runs the tests
 MOCKSTREAM = str(Path(sys.executable).with_name("mockstream"))
+
+
+# ---------------------------------------------------------------- tools a test needs ---
+def unavailable(reason: str) -> NoReturn:
+    """A system tool the test needs is missing (`reason` says which and how to install it): a skip on a
+    developer's machine, a failure under `CI=true`, where `.ci/run` installs every tool."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true, so every test must run, but {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 # ---------------------------------------------------------------- processes and ports ---

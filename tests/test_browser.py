@@ -4,8 +4,9 @@ The pages under `tests/browser/app/` are what a chat front-end does: `fetch()` +
 `TextDecoder` (a correct parser and a naive one) and `new EventSource(url)`. They are served from
 another origin (a plain static server on another port) or from the mock itself (`--static`).
 
-Chromium is Debian's (`/usr/bin/chromium`, installed by `.ci/run`); Playwright never downloads one.
-If it cannot start, these tests fail: they are never skipped.
+Chromium is Debian's (`/usr/bin/chromium`, installed by `.ci/run`; MOCKSTREAM_CHROMIUM points elsewhere);
+Playwright never downloads one. Without it these tests are skipped, saying what to install, except under
+CI=true, where they fail; a Chromium that is there but cannot start always fails them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import unavailable
 from playwright.sync_api import sync_playwright
 
 from mockstream.plan.schema import DEFAULT_TEXT, Scenario
@@ -113,8 +115,13 @@ class Serve:
             self.process.stdout.close()
 
 
+INSTALL_CHROMIUM = "`apt-get install chromium`, as .ci/run does, or point MOCKSTREAM_CHROMIUM at a Chromium binary"
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        unavailable(f"Chromium is not installed at {CHROMIUM} (install it: {INSTALL_CHROMIUM})")
     with sync_playwright() as playwright:
         try:
             chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
@@ -122,12 +129,8 @@ def browser() -> Iterator[Any]:
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
         else:
             problem = None
-        if problem is not None:  # a failure, not a skip: CI installs Chromium
-            pytest.fail(
-                f"Chromium did not start from {CHROMIUM} ({problem}). Install Debian's chromium "
-                "(`apt-get install chromium`, as .ci/run does) or point MOCKSTREAM_CHROMIUM at a Chromium binary.",
-                pytrace=False,
-            )
+        if problem is not None:  # a failure, not a skip: it is installed, so it must start
+            pytest.fail(f"Chromium did not start from {CHROMIUM} ({problem}); {INSTALL_CHROMIUM}.", pytrace=False)
         yield chromium
         chromium.close()
 
@@ -414,3 +417,30 @@ def test_demo_page_streams_the_default_scenario(page, tmp_path):
     assert "data: [DONE]" in raw and raw.rstrip().endswith('end of stream: finish_reason "stop"')
     assert page.errors == []
     assert shot.stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------- without Chromium ---
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_without_chromium_the_browser_tests_skip_saying_what_to_install_and_fail_under_ci(ci, tmp_path):
+    """A plain `pytest` on a machine without Chromium skips (with the command to install it); CI=true fails."""
+    root = Path(__file__).resolve().parent.parent
+    missing = tmp_path / "no-chromium-here"
+    env = {**os.environ, "MOCKSTREAM_CHROMIUM": str(missing), "CI": ci}
+    chosen = [
+        "tests/test_browser.py::test_fetch_from_another_origin_streams_the_whole_answer",
+        "tests/test_line_endings.py::test_eventsource_assembles_the_text",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-rsE", *chosen],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+    )
+    output = result.stdout + result.stderr
+    says = f"Chromium is not installed at {missing} (install it: `apt-get install chromium`"
+    assert says in output, output
+    if ci:
+        assert result.returncode == 1, output
+        assert "4 errors" in output and "skipped" not in output, output
+        assert "CI=true, so every test must run" in output
+    else:
+        assert result.returncode == 0, output
+        assert "4 skipped" in output and "error" not in output.lower(), output

@@ -313,3 +313,55 @@ def test_validate_reads_files_like_serve(tmp_path):
     result = run("validate", str(tmp_path / "good"))
     assert result.returncode == 0
     assert result.stdout.split()[:2] == ["ok", "checked"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["serve", "--prot", "8001"], "mockstream serve: error: unrecognized argument --prot (did you mean --port?)"),
+        (["serve", "--sed=3"], "mockstream serve: error: unrecognized argument --sed=3 (did you mean --seed?)"),
+        (["health", "--wiat", "1"], "mockstream health: error: unrecognized argument --wiat (did you mean --wait?)"),
+        (["serve", "--xyzzy"], "mockstream serve: error: unrecognized argument --xyzzy"),
+    ],
+)
+def test_an_unknown_flag_exits_2_with_the_commands_usage_and_the_closest_flag(args, says):
+    result = run(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"usage: mockstream {args[0]} ")  # the command's usage, not the top-level one
+    assert lines[-1] == says
+    assert result.stdout == ""
+
+
+def test_serve_help_shows_defaults_as_a_user_types_them():
+    text = " ".join(run("serve", "--help").stdout.split())
+    assert "None" not in text and "[" not in text.partition("options:")[2].replace("[...]", "")
+    assert "(env MOCKSTREAM_CORS_ORIGIN; default: *)" in text
+    assert "(env MOCKSTREAM_SCENARIOS)" in text  # no default: none shown
+    assert "(env MOCKSTREAM_ROUTE)" in text  # an empty list: none shown
+    assert "(env MOCKSTREAM_ACCESS_LOG; default: on)" in text
+    assert "(env MOCKSTREAM_PORT; default: 8000)" in text
+
+
+def test_validate_an_empty_directory_exits_2_saying_no_scenario_files_were_found(tmp_path):
+    empty = tmp_path / "emptydir"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a scenario")
+    result = run("validate", str(empty))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"mockstream: {empty}: no scenario files (*.yaml, *.yml, *.json) found in this directory"
+    )
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_validate_an_empty_file_says_it_is_empty(tmp_path, text):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(text)
+    result = run("validate", str(empty))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"mockstream: {empty}: the file is empty: expected a scenario object, a list of them or {{scenarios: [...]}}"
+    )
+    assert "NoneType" not in result.stderr

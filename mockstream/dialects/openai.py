@@ -137,14 +137,20 @@ def usage_object(usage: Usage) -> dict[str, Any]:
     }
 
 
-def openai_headers(plan: Plan) -> dict[str, str]:
-    """The headers the OpenAI API sends with every answer (SDKs expose x-request-id as `_request_id`)."""
+def openai_headers(plan: Plan, before_headers: float | None = None) -> dict[str, str]:
+    """The headers the OpenAI API sends with every answer (SDKs expose x-request-id as `_request_id`).
+
+    `openai-processing-ms` is the time planned before the headers leave, `before_headers` (s) when given: a
+    fault's header delay (`slow_headers`), plus the whole generation for a non-streamed answer (a stream's
+    headers go out before its first token)."""
+    if before_headers is None:
+        before_headers = _header_delay(plan) + (0.0 if plan.ask.stream else plan.duration)
     return {
         "x-request-id": plan.request_id,
         "openai-version": "2020-10-01",
         "openai-organization": "mockstream",
         "openai-project": "proj_mockstream",
-        "openai-processing-ms": str(round(plan.duration * 1000)),
+        "openai-processing-ms": str(round(before_headers * 1000)),
         "x-ratelimit-limit-requests": "10000",
         "x-ratelimit-remaining-requests": "9999",
         "x-ratelimit-reset-requests": "6ms",
@@ -152,6 +158,11 @@ def openai_headers(plan: Plan) -> dict[str, str]:
         "x-ratelimit-remaining-tokens": str(30_000_000 - plan.usage.total_tokens),
         "x-ratelimit-reset-tokens": "0s",
     }
+
+
+def _header_delay(plan: Plan) -> float:
+    """How long the plan's fault holds the headers back (s): `slow_headers`' delay, else 0."""
+    return plan.fault.header_delay() if plan.fault is not None else 0.0
 
 
 def rate_limit_headers(retry_in: float) -> dict[str, str]:
@@ -176,7 +187,7 @@ class OpenAIDialect(JsonDialect):
         return error.body()
 
     def error_headers(self, error: RequestError, plan: Plan, retry_in: float) -> dict[str, str]:
-        headers = openai_headers(plan)
+        headers = openai_headers(plan, before_headers=_header_delay(plan))  # refused before any generation
         if error.status == 429:
             headers.update(rate_limit_headers(retry_in))
         return headers

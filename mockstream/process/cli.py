@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -158,6 +159,7 @@ SERVE_FLAGS = (
         5.0,
         "on SIGTERM/SIGINT, seconds to let streams in flight finish before closing them",
     ),
+    Flag("read-timeout", _seconds, 60.0, "seconds a request's body may take to arrive; then a 408 and a close"),
     Flag(
         "workers",
         _workers,
@@ -209,6 +211,9 @@ def _warn_misspelt(flags: Sequence[Flag], environ: dict[str, str]) -> None:
                 )
 
 
+COMMANDS: dict[str, argparse.ArgumentParser] = {}  # set by _parser(): each command's own parser
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mockstream",
@@ -228,10 +233,15 @@ def _parser() -> argparse.ArgumentParser:
             type=_argparse_type(flag),
             default=argparse.SUPPRESS,
             action="append" if flag.many else "store",
-            help=f"{flag.help} (env {flag.env}; default: {_shown(flag.default)})",
+            help=f"{flag.help} (env {flag.env}{_shown_default(flag.default)})",
         )
     validate = commands.add_parser("validate", help="check scenario files and report every problem")
     validate.add_argument("paths", nargs="+", help="scenario files or directories")
+    commands.add_parser(
+        "schema",
+        help="print the JSON Schema of scenario files (for editors)",
+        description="Print the JSON Schema (draft 2020-12) of scenario files on stdout.",
+    )
     health = commands.add_parser(
         "health",
         help="exit 0 when a server answers /healthz (for a HEALTHCHECK and CI scripts)",
@@ -251,6 +261,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep trying for up to SECONDS until it answers (default: one try)",
     )
+    COMMANDS.clear()
+    COMMANDS.update(commands.choices)  # each command's parser, by name
     return parser
 
 
@@ -261,9 +273,18 @@ def _health_url(text: str) -> str:
 
 
 def _shown(default: Any) -> str:
+    """A default as a user would type it: on/off, a list comma-separated (as its variable takes it)."""
     if isinstance(default, bool):
         return "on" if default else "off"
-    return str(default)
+    if isinstance(default, (list, tuple)):
+        return ",".join(_shown(item) for item in default)
+    return "" if default is None else str(default)
+
+
+def _shown_default(default: Any) -> str:
+    """`; default: VALUE` for --help, or nothing when there is no default (None, an empty list)."""
+    shown = _shown(default)
+    return f"; default: {shown}" if shown else ""
 
 
 def _argparse_type(flag: Flag) -> Callable[[str], Any]:
@@ -279,7 +300,9 @@ def _argparse_type(flag: Flag) -> Callable[[str], Any]:
 
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _refuse_unknown(parser, args, unknown)
     environ = dict(os.environ if environ is None else environ)
     try:
         if args.command == "serve":
@@ -290,6 +313,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
             return _validate(args.paths)
         if args.command == "health":
             return _health(args.url, args.wait, environ)
+        if args.command == "schema":
+            return _schema()
     except (UsageError, ScenarioError) as exc:
         print(f"mockstream: {exc}", file=sys.stderr)
         return 2
@@ -297,12 +322,49 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     return 0
 
 
-def _validate(paths: Sequence[str]) -> int:
-    from ..plan.schema import load_scenarios
+def _refuse_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]) -> None:
+    """Exit 2 naming each unrecognized argument, with the command's closest flag for a misspelt one
+    (`unrecognized argument --prot (did you mean --port?)`), under that command's own usage line."""
+    import difflib
 
-    scenarios = load_scenarios(*paths)
+    command = COMMANDS.get(getattr(args, "command", None) or "", parser)
+    known = sorted(set(re.findall(r"--[a-z][a-z-]*", command.format_help())))
+    flags = [item for item in unknown if item.startswith("-")] or unknown
+    problems = []
+    for item in flags:
+        name = item.partition("=")[0]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6) if name.startswith("--") else []
+        problems.append(f"unrecognized argument {item}" + (f" (did you mean {close[0]}?)" if close else ""))
+    command.error("; ".join(problems))
+
+
+def _validate(paths: Sequence[str]) -> int:
+    from pathlib import Path
+
+    from ..plan.schema import SCENARIO_SUFFIXES, load_scenarios
+
+    empty = [
+        f"{path}: no scenario files (*{', *'.join(SCENARIO_SUFFIXES)}) found in this directory"
+        for path in paths
+        if Path(path).is_dir() and not any(p.suffix in SCENARIO_SUFFIXES for p in Path(path).iterdir())
+    ]
+    try:
+        scenarios = load_scenarios(*paths)
+    except ScenarioError as exc:
+        raise ScenarioError.merged([*empty, *exc.lines]) from None
+    if empty:
+        raise ScenarioError.merged(empty)
     for scenario in scenarios:
         print(f"ok  {scenario.name:24s} {scenario.source}")
+    return 0
+
+
+def _schema() -> int:
+    import json
+
+    from ..plan.json_schema import scenario_schema
+
+    print(json.dumps(scenario_schema(), indent=2, ensure_ascii=False))
     return 0
 
 

@@ -15,6 +15,7 @@ def test_collect_survives_one_byte_chunks(mockstream):
     assert mockstream.requests[0].outcome == "completed"
 
 
+@pytest.mark.asyncio
 async def test_async_client_sees_a_cut_stream(mockstream):
     mockstream.script(content="one two three", fault={"kind": "disconnect", "at_token": 2})
     seen = []
