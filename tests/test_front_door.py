@@ -23,7 +23,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mockstream.dialects import misplaced_knobs
+from mockstream.faults import KINDS
 from mockstream.plan import request_seed
+from mockstream.plan.schema import KNOBS
 from mockstream.server import create_app
 from mockstream.server.access_log import AccessLog
 from mockstream.server.aiohttp_private import EXPECT_HANDLER
@@ -67,29 +69,8 @@ CONTENT_TYPES = (
     "",
     ";;;",
 )
-FAULT_KINDS = ("http_error", "error_event", "malformed", "truncate", "disconnect", "reset", "stall", "slow_headers")
-KNOB_NAMES = (
-    "content",
-    "tokens",
-    "random_tokens",
-    "locale",
-    "finish_reason",
-    "tool_calls",
-    "ttft_ms",
-    "itl_ms",
-    "jitter_ms",
-    "chunk_bytes",
-    "chunk_gap_ms",
-    "events_per_write",
-    "line_ending",
-    "done",
-    "seed",
-    "fault",
-    "sequence",
-    "cycle",
-    "scenario",
-    "no_such_knob",
-)
+FAULT_KINDS = tuple(KINDS)  # every fault and every knob the server has, and one it has not
+KNOB_NAMES = (*KNOBS, "no_such_knob")
 
 DEEP = b'{"model":"gpt-4o-mini","messages":' + b"[" * 5000 + b"]" * 5000 + b"}"
 DEEP_OBJECT = b'{"a":' * 3000 + b"1" + b"}" * 3000
@@ -556,3 +537,16 @@ def test_the_access_log_writes_a_path_not_in_utf8(capsys: pytest.CaptureFixture[
     log = AccessLog("text")
     log._stdout(log.line("GET", "/v1/\udced\udca0", None, 404, "rejected", 1.0))
     assert "/v1/\\udced\\udca0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("path", "anthropic"),
+    [("/v1/messages/count_tokens", True), ("/v1/messages/batches/x", True), ("/v1/chat/completions/x", False),
+     ("/nowhere", False)],
+)
+def test_a_404_under_an_api_path_is_in_that_apis_words(server: MockServer, path: str, anthropic: bool) -> None:
+    status, _, data = send(server.port, "POST", path, [("Content-Type", "application/json")], b"{}")
+    body = json.loads(data)
+    assert status == 404
+    assert (body.get("type") == "error" and "param" not in body["error"]) is anthropic, body
+    assert ("param" in body["error"]) is not anthropic, body

@@ -189,7 +189,7 @@ def serve_one(
         cors_origins=options["cors_origin"],
         routes=dict(options["route"]),
         static=options["static"],
-        read_timeout=options.get("read_timeout", 60.0),
+        read_timeout=options["read_timeout"],
     )
     try:
         import uvloop

@@ -46,8 +46,14 @@ def create_app(
     (otherwise `/` is the demo page); `cors_origins` are the origins browsers may call from;
     `read_timeout` is how long a request's body may take to arrive (then a 408, and the connection closes).
     `State.of(app)` is its state."""
-    state = State(scenarios, seed=seed, speed=speed, journal_size=journal_size, cors_origins=cors_origins)
-    state.settings.read_timeout = read_timeout
+    state = State(
+        scenarios,
+        seed=seed,
+        speed=speed,
+        journal_size=journal_size,
+        cors_origins=cors_origins,
+        read_timeout=read_timeout,
+    )
     paths: dict[str, Dialect] = {}  # each API path's dialect: its 404 and 405 are in the API's words
     # auto_decompress off: the body's Content-Encoding is read by `read_body`, in the API's words
     app = web.Application(
@@ -169,4 +175,3 @@ async def _read(request: web.Request, timeout: float) -> bytes | None:
             code="unsupported_media_type",
         )
     return await read_body(request, timeout)
-

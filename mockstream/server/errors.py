@@ -17,7 +17,6 @@ from aiohttp.typedefs import Middleware
 
 from ..dialects import Dialect
 from ..dialects.chat import CHAT
-from ..dialects.messages import MESSAGES
 from ..errors import RequestError
 from .state import State
 
@@ -143,11 +142,13 @@ def middleware(state: State, paths: Mapping[str, Dialect] | None = None) -> Midd
 
 
 def _dialect(paths: Mapping[str, Dialect], path: str) -> Dialect:
+    """The dialect of an API path, or of the one it stands under (`/v1/messages/count_tokens` is answered in
+    Anthropic's words); OpenAI's elsewhere."""
     dialect = paths.get(path)
     if dialect is not None:
         return dialect
-    # under a path (`/v1/messages/count_tokens`): the Anthropic routes answer in Anthropic's words
-    return MESSAGES if path.startswith("/v1/messages/") else CHAT
+    under = [api for api in paths if path.startswith(api + "/")]
+    return paths[max(under, key=len)] if under else CHAT
 
 
 async def _answer_errors(state: State, request: web.Request, handler: Handler, dialect: Dialect) -> web.StreamResponse:

@@ -58,8 +58,9 @@ class State:
         speed: float = 1.0,
         journal_size: int = DEFAULT_SIZE,
         cors_origins: Iterable[str] = ("*",),
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ):
-        self.settings = Settings(seed=seed, speed=speed)
+        self.settings = Settings(seed=seed, speed=speed, read_timeout=read_timeout)
         self.scenarios = Scenarios(scenarios)
         self.sequences = Sequences()
         self.journal = Journal(journal_size)
