@@ -139,3 +139,10 @@ def test_delivery_knows_no_fault_and_dialects_know_no_server():
         if name.startswith(("mockstream.dialects", "mockstream.plan", "mockstream.faults")):
             outer = ("mockstream.server", "mockstream.process", "aiohttp")
             assert not [m for m in imported if m.startswith(outer)], name
+
+
+def test_the_line_endings_the_schema_takes_are_the_ones_sse_frames():
+    from mockstream.deliver import sse
+    from mockstream.plan import schema
+
+    assert tuple(sse.LINE_ENDINGS) == schema.LINE_ENDINGS

@@ -1,4 +1,4 @@
-"""`mockstream serve | validate | health`: flags, each also read from a MOCKSTREAM_<FLAG> environment variable.
+"""`mockstream serve | validate | health | schema`: flags, each also read from a MOCKSTREAM_<FLAG> environment variable.
 
 A flag on the command line wins over its variable. Heavy imports (aiohttp, Faker) wait until a
 command needs them, so `mockstream --help` and `mockstream health` answer at once.
@@ -211,10 +211,8 @@ def _warn_misspelt(flags: Sequence[Flag], environ: dict[str, str]) -> None:
                 )
 
 
-COMMANDS: dict[str, argparse.ArgumentParser] = {}  # set by _parser(): each command's own parser
-
-
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser, and each command's own parser by name."""
     parser = argparse.ArgumentParser(
         prog="mockstream",
         description="A mock server for OpenAI-style streaming APIs that misbehaves on demand.",
@@ -261,9 +259,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep trying for up to SECONDS until it answers (default: one try)",
     )
-    COMMANDS.clear()
-    COMMANDS.update(commands.choices)  # each command's parser, by name
-    return parser
+    return parser, dict(commands.choices)
 
 
 def _health_url(text: str) -> str:
@@ -299,10 +295,10 @@ def _argparse_type(flag: Flag) -> Callable[[str], Any]:
 
 
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
-    parser = _parser()
+    parser, commands = _parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        _refuse_unknown(parser, args, unknown)
+        _refuse_unknown(commands.get(getattr(args, "command", None) or "", parser), unknown)
     environ = dict(os.environ if environ is None else environ)
     try:
         if args.command == "serve":
@@ -322,12 +318,11 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     return 0
 
 
-def _refuse_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]) -> None:
+def _refuse_unknown(command: argparse.ArgumentParser, unknown: list[str]) -> None:
     """Exit 2 naming each unrecognized argument, with the command's closest flag for a misspelt one
     (`unrecognized argument --prot (did you mean --port?)`), under that command's own usage line."""
     import difflib
 
-    command = COMMANDS.get(getattr(args, "command", None) or "", parser)
     known = sorted(set(re.findall(r"--[a-z][a-z-]*", command.format_help())))
     flags = [item for item in unknown if item.startswith("-")] or unknown
     problems = []
