@@ -38,6 +38,13 @@ class Ask:
     n: int = 1
     max_tokens: int | None = None
     include_usage: bool = False
+    # The conversation so far, for match rules and `turns` (derived from the request alone):
+    turn: int = 0  # assistant turns already in the conversation (consecutive assistant items count once)
+    last_role: str = "user"  # role of the newest message: user, tool (a tool's result), assistant or system
+    tool_result: str = ""  # text of the newest tool result
+    system: str = ""  # the system prompt / instructions
+    tools: tuple[str, ...] = ()  # names of the tools offered, sorted
+    previous: str | None = None  # a reference to earlier turns kept by the server (previous_response_id)
 
 
 @dataclass(frozen=True, slots=True)

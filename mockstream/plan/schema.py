@@ -6,6 +6,7 @@ A scenario file is the same object a test puts under `"mockstream"` in a request
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -15,6 +16,7 @@ from typing import Any
 
 from .. import faults
 from ..errors import Problem, RequestError, ScenarioError
+from . import recording as recorded
 from .checks import Invalid, boolean, choice, closest, integer, number, reject_unknown, string, type_name
 
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls")
@@ -135,8 +137,9 @@ KNOBS: dict[str, Knob] = {
     "sequence": Knob(lambda value, path: value, "successive calls get successive entries (knob objects)"),
     "cycle": Knob(boolean, "with sequence: start over after the last entry (default: the last repeats)"),
     "scenario": Knob(_scenario_name, "use a loaded scenario by name", {"type": "string", "minLength": 1}),
+    "replay_speed": Knob(number(0, 1_000_000), "a recording replays this many times faster (default 1; 0: at once)"),
 }
-FILE_FIELDS = ("version", "name", "description", "match")
+FILE_FIELDS = ("version", "name", "description", "match", "recording")
 MATCH_FIELDS = ("model", "user", "headers")
 
 
@@ -236,6 +239,7 @@ class Scenario:
     description: str = ""
     match: Match = field(default_factory=Match)
     source: str = "<inline>"
+    recording: recorded.Recording | None = None  # a recorded exchange answers (see plan/recording.py)
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "<inline>") -> Scenario:
@@ -247,7 +251,7 @@ class Scenario:
 
 
 def _with_source(scenario: Scenario, source: str) -> Scenario:
-    return Scenario(scenario.name, scenario.knobs, scenario.description, scenario.match, source)
+    return dataclasses.replace(scenario, source=source)
 
 
 def _parse_match(raw: Any, path: str) -> tuple[Match, list[Problem]]:
@@ -306,9 +310,13 @@ def _parse_scenario(raw: Any, path: str) -> tuple[Scenario | None, list[Problem]
     if "match" in raw:
         match, match_problems = _parse_match(raw["match"], at("match"))
         problems.extend(match_problems)
+    recording = None
+    if "recording" in raw:
+        recording, recording_problems = recorded.parse(raw["recording"], at("recording"))
+        problems.extend(recording_problems)
     if problems or not isinstance(name, str):
         return None, problems
-    return Scenario(name=name, knobs=knobs, description=description, match=match), []
+    return Scenario(name=name, knobs=knobs, description=description, match=match, recording=recording), []
 
 
 def parse_scenarios(document: Any, source: str) -> list[Scenario]:
