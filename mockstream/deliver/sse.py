@@ -11,6 +11,7 @@ one line of JSON (compact JSON never holds a raw line break), so only the framin
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 LINE_ENDINGS = {"lf": b"\n", "crlf": b"\r\n", "cr": b"\r"}
@@ -64,3 +65,24 @@ def framing(line_ending: str = "lf") -> Framing:
 
 
 LF = framing("lf")
+
+
+# ---- reading what someone else framed (a recorded stream)
+# A line ends at CRLF, LF or CR; an event ends at an empty line. A CR followed by LF is one line end.
+_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def event_ends(body: bytes) -> list[int]:
+    """Where each complete event of an SSE body ends (the offset just after its blank line)."""
+    return [match.end() for match in _EVENT_END.finditer(body)]
+
+
+def data_of(event: bytes) -> bytes:
+    """The `data` of one event: its data lines' values joined by LF, as an EventSource reads them."""
+    values = []
+    for line in _LINE_END.split(event):
+        field, _, value = line.partition(b":")
+        if field == b"data":
+            values.append(value[1:] if value.startswith(b" ") else value)
+    return b"\n".join(values)

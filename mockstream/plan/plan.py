@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import content
+from .recording import Recording, Replay, replay
 from .timing import Pacing
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class Plan:
     seed: int
     fault: Fault | None = None  # the fault that strikes this answer (its probability already rolled)
     done: bool = True  # Chat and Completions end with `data: [DONE]`
+    replay: Replay | None = None  # a recorded exchange answers, byte for byte (see plan/recording.py)
 
     def due_times(self) -> Iterator[float]:
         """Offsets (s) at which successive tokens are due; the same for every run of this plan."""
@@ -131,6 +133,7 @@ DELIVERY_KNOBS = (
     "events_per_write",
     "line_ending",
     "fault",
+    "replay_speed",
 )
 
 
@@ -162,7 +165,15 @@ def _ids(data: bytes) -> str:
 
 
 def make_plan(
-    knobs: Mapping[str, Any], ask: Ask, *, seed: int, speed: float, scenario: str, fault: Fault | None = None
+    knobs: Mapping[str, Any],
+    ask: Ask,
+    *,
+    seed: int,
+    speed: float,
+    scenario: str,
+    fault: Fault | None = None,
+    recording: Recording | None = None,
+    source: str = "<inline>",
 ) -> Plan:
     """Turn merged knobs and a request into the exact answer, ready to encode."""
     draw = _draw(seed)  # uid 29 bytes | request id 16 | created 4 | fingerprint 5 | jitter seed 8
@@ -191,6 +202,7 @@ def make_plan(
         int.from_bytes(draw[54:62], "big"),
         fault,
         knobs.get("done", True),
+        None if recording is None else replay(recording, source, knobs, speed),
     )
 
 

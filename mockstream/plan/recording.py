@@ -74,6 +74,25 @@ def _write_dict(write: RecordedWrite) -> dict[str, Any]:
         return {"at_ms": at_ms, "base64": base64.b64encode(write.data).decode("ascii")}
 
 
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A recording as one request's plan answers with it."""
+
+    recording: Recording
+    source: str  # the file it came from
+    factor: float  # a recorded offset times this is the replayed one (1 / (speed * replay_speed); 0: at once)
+    retimed: bool  # ttft_ms or itl_ms given: the content events follow the plan's pacing, not the recording
+
+    def due(self, at: float) -> float:
+        return at * self.factor
+
+
+def replay(recording: Recording, source: str, knobs: Mapping[str, Any], speed: float) -> Replay:
+    """How a request's knobs and the server's speed replay `recording`."""
+    rate = speed * knobs.get("replay_speed", 1.0)
+    return Replay(recording, source, 1 / rate if rate > 0 else 0.0, "ttft_ms" in knobs or "itl_ms" in knobs)
+
+
 _STATUS = integer(100, 599)
 _TAKE = integer(1)
 _AT_MS = number(0, MAX_AT_MS)

@@ -13,16 +13,18 @@ from functools import partial
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from ..deliver import replay as replayed
 from ..deliver import sockets
 from ..deliver.cutting import writes
 from ..deliver.frames import Item
 from ..deliver.pacer import deliver
 from ..deliver.stream import Stream
 from ..dialects import Dialect, Reply
+from ..dialects.recorded import kind_of
 from ..faults import describe
 from ..plan import Plan
 from .aiohttp_private import HeadersWithBody
-from .headers import JSON, STREAM, answer_headers
+from .headers import JSON, STREAM, answer_headers, replay_headers
 from .journal import Entry
 from .recent import MAX_REPLAY_TOKENS
 from .state import State
@@ -31,11 +33,17 @@ log = logging.getLogger("mockstream")
 
 
 def encoded(dialect: Dialect, plan: Plan) -> Iterator[Item]:
-    """Encode, let the fault change the frames, cut into writes: everything a stream sends, from the plan alone."""
-    frames = dialect.encode(plan)
-    if plan.fault is not None:
-        frames = plan.fault.frames(frames, plan, dialect)
-    delivery = plan.delivery
+    """Encode (or read a recording back), let the fault change the frames, cut into writes: everything a
+    stream sends, from the plan alone. A recording that no knob changes is its own writes, as recorded."""
+    replay, delivery, fault = plan.replay, plan.delivery, plan.fault
+    if replay is None:
+        frames = dialect.encode(plan)
+    elif fault is None and not delivery.chunk_bytes and delivery.events_per_write == 1 and not replay.retimed:
+        return replayed.writes(replay)
+    else:
+        frames = replayed.frames(replay, kind_of, plan.due_times() if replay.retimed else None)
+    if fault is not None:
+        frames = fault.frames(frames, plan, dialect)
     return writes(frames, delivery.chunk_bytes, delivery.events_per_write)
 
 
@@ -55,11 +63,19 @@ class Exchange:
         self.stream: Stream | None = None
         if plan.fault is not None:
             entry.extra["fault"] = describe(plan.fault)
+        if plan.replay is not None:
+            entry.extra["recording"] = plan.replay.source
+
+    @property
+    def streamed(self) -> bool:
+        """Is the answer a stream (a recording: was it)?"""
+        replay = self.plan.replay
+        return self.plan.ask.stream if replay is None else replay.recording.streamed
 
     def answer(self) -> Awaitable[web.StreamResponse]:
         """The coroutine that answers: a stream is answered by `_stream` itself (no layer above it)."""
         fault = self.plan.fault
-        if self.plan.ask.stream and (fault is None or not fault.before_response):
+        if self.streamed and (fault is None or not fault.before_response):
             return self._stream()
         return self._answer()
 
@@ -73,23 +89,28 @@ class Exchange:
             delay = fault.header_delay()
             if delay:
                 await asyncio.sleep(delay)
-        if not self.plan.ask.stream:
+        if not self.streamed:
             return await self._complete()
         return await self._stream()
 
     async def _complete(self) -> web.StreamResponse:
         """A non-streamed answer, after the time generating it takes; the fault acts on it before it goes."""
-        plan, fault = self.plan, self.plan.fault
-        await asyncio.sleep(plan.duration)
-        body = json.dumps(self.dialect.complete(plan), ensure_ascii=False).encode()
-        reply: Reply | None = Reply(200, body, self._headers(JSON))
+        plan, fault, replay = self.plan, self.plan.fault, self.plan.replay
+        if replay is None:
+            await asyncio.sleep(plan.duration)
+            body = json.dumps(self.dialect.complete(plan), ensure_ascii=False).encode()
+            reply: Reply | None = Reply(200, body, self._headers(JSON))
+        else:  # a recorded whole body: sent when its last byte came
+            recording = replay.recording
+            await asyncio.sleep(replay.due(recording.writes[-1].at) if recording.writes else 0.0)
+            reply = Reply(recording.status, recording.body, self._headers(JSON))
         if fault is not None:
             assert reply is not None
             reply = await fault.complete(reply, plan, self.dialect, self.request.transport)
         if reply is None:  # the fault closed the connection
             self.finish(fault.outcome if fault is not None else "completed", None)
             return web.Response(status=204)  # never reaches the client: the connection is gone
-        if reply.status == 200:
+        if reply.status == 200 or replay is not None:
             self.entry.bytes_sent = len(reply.body)
         self.finish(fault.outcome if fault is not None else "completed", reply.status)
         return _response(reply)
@@ -105,7 +126,8 @@ class Exchange:
         # What is due at once leaves with the headers in one packet; else the headers go at once, alone.
         head = stream.take_head(self.loop)
         with_body = head is not None or stream.tail
-        response = (HeadersWithBody if with_body else web.StreamResponse)(headers=self._headers(STREAM))
+        status = 200 if plan.replay is None else plan.replay.recording.status
+        response = (HeadersWithBody if with_body else web.StreamResponse)(status=status, headers=self._headers(STREAM))
         response.enable_chunked_encoding()
         try:
             stream.writer = await response.prepare(self.request)
@@ -118,7 +140,8 @@ class Exchange:
             await deliver(stream, self.state.pacer)
             if stream.closed_by is None:
                 await response.write_eof(stream.tail)
-            self.finish(plan.fault.outcome if plan.fault is not None else "completed")
+            ended = plan.fault or stream.ended_by
+            self.finish(ended.outcome if ended is not None else "completed", status)
         except ConnectionError:
             self.finish("client_disconnected")
         except Exception as exc:  # a bug of ours after the 200 went out: cut the stream, keep the error for tests
@@ -129,12 +152,15 @@ class Exchange:
         return response
 
     def _headers(self, content_type: str) -> dict[str, str]:
-        return answer_headers(self.dialect, self.plan, content_type, self.state.settings.headers)
+        plan, server = self.plan, self.state.settings.headers
+        if plan.replay is not None:
+            return replay_headers(plan.replay.recording, plan.scenario, server)
+        return answer_headers(self.dialect, plan, content_type, server)
 
     def _writes(self) -> Iterator[Item]:
         """The plan's socket writes: replayed when the same plan streamed recently (and is short)."""
         dialect, plan = self.dialect, self.plan
-        if plan.delivery.chunk_bytes or plan.usage.completion_tokens > MAX_REPLAY_TOKENS:
+        if plan.delivery.chunk_bytes or plan.usage.completion_tokens > MAX_REPLAY_TOKENS or plan.replay:
             return encoded(dialect, plan)
         # The encoder is kept with the replay: it must not hold this exchange (its request, its socket).
         return self.state.recent.replay(plan, partial(encoded, dialect, plan))

@@ -10,6 +10,7 @@ from multidict import istr
 
 from ..dialects import Dialect
 from ..plan import Plan
+from ..plan.recording import Recording
 
 STREAM = "text/event-stream; charset=utf-8"
 JSON = "application/json"
@@ -36,6 +37,20 @@ def answer_headers(dialect: Dialect, plan: Plan, content_type: str, server: dict
     for name, value in dialect.headers(plan).items():
         headers[keys.get(name) or _key(name)] = value
     headers[_SCENARIO_HEADER] = plan.scenario
+    for name, value in server.items():
+        headers[keys.get(name) or _key(name)] = value
+    return headers
+
+
+def replay_headers(recording: Recording, scenario: str, server: dict[str, str]) -> dict[str, str]:
+    """What a replayed answer carries: the recorded headers, the scenario, `server`'s."""
+    keys = _KEYS
+    headers: dict[str, str] = {}
+    for name, value in recording.headers:
+        headers[keys.get(name) or _key(name)] = value
+    if recording.header("content-type") is None:
+        headers[_CONTENT_TYPE] = JSON
+    headers[_SCENARIO_HEADER] = scenario
     for name, value in server.items():
         headers[keys.get(name) or _key(name)] = value
     return headers
