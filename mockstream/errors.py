@@ -4,6 +4,7 @@ and what the API says for each status when a script gives no words of its own.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -21,6 +22,16 @@ class RequestError(Exception):
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class Unmatched(RequestError):
+    """No scenario matched a request and the server is strict: a 404 whose message names the closest
+    scenarios and the rules that failed. `report` is the same as JSON: a list of
+    `{"scenario": name, "failed": [{"rule", "wanted", "got"}]}`, closest first (at most 3)."""
+
+    def __init__(self, message: str, report: list[dict[str, Any]]):
+        super().__init__(404, message, None, "no_scenario_matched")
+        self.report = report
 
 
 @dataclass(frozen=True, slots=True)

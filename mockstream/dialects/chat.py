@@ -14,13 +14,13 @@ from ..deliver.sse import framing
 from ..errors import RequestError
 from ..plan import Ask, Choice, Plan
 from .clock import interleave
+from .conversation import CHAT_ROLES, Talk, entries, tool_names
 from .openai import (
     OpenAIDialect,
     at_least,
     count_prompt_tokens,
     dumps,
     include_usage,
-    last_user_text,
     require,
     usage_object,
 )
@@ -50,6 +50,7 @@ class Chat(OpenAIDialect):
         messages = require(body, "messages", list)
         if not messages:
             raise RequestError(400, "'messages' must contain at least one message.", "messages", "empty_array")
+        talk = Talk()
         for i, message in enumerate(messages):
             if not isinstance(message, dict) or not isinstance(message.get("role"), str):
                 raise RequestError(
@@ -58,6 +59,7 @@ class Chat(OpenAIDialect):
                     f"messages[{i}].role",
                     "invalid_value",
                 )
+            _hear(talk, message)
         stream = require(body, "stream", bool, default=False)
         n = require(body, "n", int, default=1)
         if not 1 <= n <= MAX_N:
@@ -71,10 +73,15 @@ class Chat(OpenAIDialect):
             model=model,
             stream=stream,
             prompt_tokens=count_prompt_tokens(messages),
-            last_user=last_user_text(messages),
+            last_user=talk.last_user,
             n=n,
             max_tokens=min(limits) if limits else None,
             include_usage=include_usage(body, stream),
+            turn=talk.turn,
+            last_role=talk.last_role,
+            tool_result=talk.tool_result,
+            system=talk.system,
+            tools=_offered(body),
         )
 
     def encode(self, plan: Plan) -> Iterator[Frame]:
@@ -127,6 +134,31 @@ class Chat(OpenAIDialect):
             "service_tier": "default",
             "system_fingerprint": plan.system_fingerprint,
         }
+
+
+def _hear(talk: Talk, message: dict[str, Any]) -> None:
+    """One message of a Chat conversation; a role the API does not know is passed over."""
+    role = CHAT_ROLES.get(message["role"])
+    if role == "assistant":
+        talk.assistant()
+    elif role == "tool":
+        talk.tool(message.get("content"))
+    elif role == "system":
+        talk.system_says(message.get("content"))
+    elif role == "user":
+        talk.user(message.get("content"))
+
+
+def _offered(body: dict[str, Any]) -> tuple[str, ...]:
+    """The names of `tools[].function` (`tools[].custom` for a custom tool) and of legacy `functions[]`."""
+    names = [
+        spec.get("name")
+        for tool in entries(body.get("tools"))
+        for spec in (tool.get("function"), tool.get("custom"))
+        if isinstance(spec, dict)
+    ]
+    names += [function.get("name") for function in entries(body.get("functions"))]
+    return tool_names(names)
 
 
 def _opens_with_call(choice: Choice) -> bool:

@@ -19,6 +19,7 @@ from ..plan import Ask, Choice, Plan
 from ..plan.content import count_tokens
 from . import JsonDialect
 from .clock import interleave
+from .conversation import Talk, entries, tool_names
 from .openai import dumps, message_text
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
@@ -55,17 +56,52 @@ def parse(body: dict[str, Any]) -> Ask:
     if not messages or not all(isinstance(m, dict) and m.get("role") in ("user", "assistant") for m in messages):
         raise RequestError(400, "messages: each message needs a role of 'user' or 'assistant'", "messages")
     system = body.get("system")
-    system_text = system if isinstance(system, str) else message_text(system)
+    talk = Talk()
+    for block in system if isinstance(system, list) else (system,):
+        talk.instruct(block.get("text") if isinstance(block, dict) else block)
+    for message in messages:
+        _hear(talk, message)
     texts = [message_text(m.get("content")) for m in messages]
-    last_user = next((message_text(m.get("content")) for m in reversed(messages) if m["role"] == "user"), "")
-    prompt = count_tokens(system_text) + sum(count_tokens(t) + 3 for t in texts)
+    prompt = count_tokens(system if isinstance(system, str) else message_text(system))
+    prompt += sum(count_tokens(t) + 3 for t in texts)
     return Ask(
         model=model,
         stream=bool(_field(body, "stream", bool)),
         prompt_tokens=prompt,
-        last_user=last_user,
+        last_user=talk.last_user,
         max_tokens=max_tokens,
+        turn=talk.turn,
+        last_role=talk.last_role,
+        tool_result=talk.tool_result,
+        system=talk.system,
+        tools=tool_names(tool.get("name") for tool in entries(body.get("tools"))),
+        previous=_continues(body.get("thread")),
     )
+
+
+def _hear(talk: Talk, message: dict[str, Any]) -> None:
+    """One message: the assistant's, or the user's, which hands back tool results as `tool_result` blocks (their
+    text blocks, if any, are what the user said alongside)."""
+    content = message.get("content")
+    if message["role"] == "assistant":
+        talk.assistant()
+        return
+    if not isinstance(content, list):
+        talk.user(content)
+        return
+    results = [block for block in content if isinstance(block, dict) and block.get("type") == "tool_result"]
+    if not results or any(isinstance(block, dict) and block.get("type") == "text" for block in content):
+        talk.user(content)
+    if results:
+        talk.tool(results[-1].get("content"))
+
+
+def _continues(thread: Any) -> str | None:
+    """The reply a message thread continues from: `thread: {"type": "continue", "previous_message_id": ...}`."""
+    if isinstance(thread, dict) and thread.get("type") == "continue":
+        previous = thread.get("previous_message_id")
+        return previous if isinstance(previous, str) else None
+    return None
 
 
 def _tool_id(plan: Plan, i: int) -> str:

@@ -17,9 +17,17 @@ from ..errors import Failure, RequestError, in_band_error
 from ..plan import Ask, Choice, Plan
 from ..plan.content import count_tokens
 from .clock import interleave
+from .conversation import Talk, entries, tool_names
 from .openai import OpenAIDialect, dumps, message_text, require
 
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+# Input items the model made (each joins the assistant's turn) and the results a client sends back for them,
+# besides every `*_call` and `*_call_output` type. Any other type is passed over (`item_reference`, `compaction`...).
+MODEL_ITEMS = frozenset({"reasoning", "mcp_list_tools", "mcp_approval_request", "program"})
+RESULT_ITEMS = frozenset({"tool_search_output", "program_output"})
+NAMED_TOOLS = ("function", "custom")  # the tool types a request names (hosted tools have no name)
 
 
 def parse(body: dict[str, Any]) -> Ask:
@@ -42,18 +50,55 @@ def parse(body: dict[str, Any]) -> Ask:
             "integer_below_min_value",
         )
     instructions = require(body, "instructions", str, default="")
+    previous = require(body, "previous_response_id", str, default=None)
     messages = [{"role": "user", "content": items}] if isinstance(items, str) else items
+    talk = Talk()
+    talk.instruct(instructions)
+    names = _tool_names(body.get("tools"))
+    for item in messages:
+        if isinstance(item, dict):
+            _hear(talk, item, names)
     texts = [message_text(m.get("content")) for m in messages if isinstance(m, dict)]
-    last_user = next(
-        (
-            message_text(m.get("content"))
-            for m in reversed(messages)
-            if isinstance(m, dict) and m.get("role", "user") == "user"
-        ),
-        "",
-    )
     prompt = count_tokens(instructions) + sum(count_tokens(t) + 4 for t in texts)
-    return Ask(model=model, stream=stream, prompt_tokens=prompt, last_user=last_user, max_tokens=max_tokens)
+    return Ask(
+        model=model,
+        stream=stream,
+        prompt_tokens=prompt,
+        last_user=talk.last_user,
+        max_tokens=max_tokens,
+        turn=talk.turn,
+        last_role=talk.last_role,
+        tool_result=talk.tool_result,
+        system=talk.system,
+        tools=tool_names(names),
+        previous=previous,
+    )
+
+
+def _hear(talk: Talk, item: dict[str, Any], names: list[Any]) -> None:
+    """One input item: a message (`type: message`, or a bare `{role, content}`), an item the model made, a
+    result the client sends back, or tools offered on the way (`additional_tools`)."""
+    kind = item.get("type")
+    if kind is None or kind == "message":
+        role = item.get("role", "user" if kind is None else None)
+        if role == "assistant":
+            talk.assistant()
+        elif role in ("system", "developer"):
+            talk.system_says(item.get("content"))
+        elif role == "user":
+            talk.user(item.get("content"))
+    elif not isinstance(kind, str):
+        return
+    elif kind.endswith("_call_output") or kind in RESULT_ITEMS:
+        talk.tool(item["output"] if "output" in item else item.get("result"))
+    elif kind.endswith("_call") or kind in MODEL_ITEMS:
+        talk.assistant()
+    elif kind == "additional_tools":
+        names += _tool_names(item.get("tools"))
+
+
+def _tool_names(tools: Any) -> list[Any]:
+    return [tool.get("name") for tool in entries(tools) if tool.get("type") in NAMED_TOOLS]
 
 
 class _Spelling:
@@ -110,7 +155,7 @@ class _Spelling:
             "model": plan.model,
             "output": output,
             "parallel_tool_calls": True,
-            "previous_response_id": None,
+            "previous_response_id": plan.ask.previous,
             "reasoning": {"effort": None, "summary": None},
             "service_tier": "default",
             "store": True,

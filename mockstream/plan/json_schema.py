@@ -15,13 +15,17 @@ from typing import Any
 
 from .. import faults
 from ..faults.base import PROBABILITY
+from . import recording
 from .checks import describe
-from .schema import FILE_FIELDS, KNOBS, MATCH_FIELDS, SCENARIO_VERSION, SEQUENCE_ONLY, TEXT_SOURCES
+from .rules import DIALECT_NAMES, LAST_ROLES
+from .schema import FILE_FIELDS, KNOBS, MATCH_FIELDS, NOT_IN_TURNS, SCENARIO_VERSION, SEQUENCE_ONLY, TEXT_SOURCES
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 LEFT_TO_THE_VALIDATOR = (
     "Checked by `mockstream validate` only (JSON Schema cannot say it): scenario names are unique across "
-    "a file and across every loaded file; match.model and match.user are valid Python regular expressions; "
+    "a file and across every loaded file; match.model, match.user, match.tool_result, match.system and the string "
+    "values of match.body are valid Python regular expressions; a recording's writes are in time order and its "
+    "base64 is valid; "
     "a tool call's `arguments` given as a string is JSON text of an object; `locale` is one of Faker's "
     "locales; an integer field rejects 1.0 (JSON Schema counts it as the integer 1)."
 )
@@ -54,7 +58,12 @@ def scenario_schema() -> dict[str, Any]:
                 [name for name in KNOBS if name not in (*SEQUENCE_ONLY, "cycle")],
                 "One call's knobs: no nested sequence, no scenario name (cycle belongs beside the sequence).",
             ),
+            "turns_entry": _knob_object(
+                [name for name in KNOBS if name not in (*NOT_IN_TURNS, "cycle")],
+                "The knobs of one turn of the conversation: no sequence, no nested turns, no scenario name.",
+            ),
             "match": _match(),
+            "recording": _recording(),
             "fault": _fault(),
         },
     }
@@ -74,6 +83,7 @@ def _scenario() -> dict[str, Any]:
         },
         "description": {"type": "string", "description": "what the scenario does and which client bug it exposes"},
         "match": {"$ref": "#/$defs/match"},
+        "recording": {"$ref": "#/$defs/recording"},
     }
     assert tuple(file_fields) == FILE_FIELDS, "a file field without a schema"
     knobs = [name for name in KNOBS if name != "scenario"]  # a scenario cannot name another scenario
@@ -108,8 +118,8 @@ def _knob_object(names: list[str], description: str, extra: dict[str, Any] | Non
 def _knob(name: str) -> dict[str, Any]:
     if name == "fault":
         return {"$ref": "#/$defs/fault"}
-    if name == "sequence":
-        return {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/sequence_entry"}}
+    if name in ("sequence", "turns"):
+        return {"type": "array", "minItems": 1, "items": {"$ref": f"#/$defs/{name}_entry"}}
     knob = KNOBS[name]
     return copy.deepcopy(dict(knob.schema)) if knob.schema is not None else describe(knob.check)
 
@@ -126,12 +136,77 @@ def _match() -> dict[str, Any]:
             "additionalProperties": {"type": "string"},
             "description": "header name -> exact value (names are case-insensitive, values are not)",
         },
+        "dialect": {"enum": list(DIALECT_NAMES), "description": "the API the request came in on"},
+        "turn": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "assistant turns already in the conversation: 0 for the first call of an agent loop",
+        },
+        "last_role": {
+            "enum": list(LAST_ROLES),
+            "description": "the role of the newest message (a tool's result is `tool`)",
+        },
+        "tool_result": {"type": "string", "description": "regular expression searched in the newest tool result"},
+        "system": {"type": "string", "description": "regular expression searched in the system prompt / instructions"},
+        "tools": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "description": "the names of the tools offered: the set must be exactly this",
+        },
+        "body": {
+            "type": "object",
+            "minProperties": 1,
+            "description": (
+                "dotted path into the request body (a number indexes a list) -> value; a string value is a "
+                "regular expression that must match the whole string field, any other value must be equal"
+            ),
+        },
     }
     assert tuple(properties) == MATCH_FIELDS, "a match field without a schema"
     return {
         "type": "object",
         "description": "When this scenario answers a request that names none: every rule given must hold.",
         "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+def _recording() -> dict[str, Any]:
+    write = {
+        "type": "object",
+        "properties": {
+            "at_ms": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": recording.MAX_AT_MS,
+                "description": "when the upstream made the write, ms from the request's arrival (in time order)",
+            },
+            "text": {"type": "string", "description": "its bytes, where they are valid UTF-8"},
+            "base64": {"type": "string", "description": "its bytes in base64, where a write splits a character"},
+        },
+        "required": ["at_ms"],
+        "oneOf": [{"required": ["text"]}, {"required": ["base64"]}],
+        "additionalProperties": False,
+    }
+    properties: dict[str, dict[str, Any]] = {
+        "status": {"type": "integer", "minimum": 100, "maximum": 599, "description": "the HTTP status answered"},
+        "headers": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "the response headers that matter (content type, rate limits, request id...)",
+        },
+        "writes": {"type": "array", "items": write, "description": "every write the upstream made, in order"},
+        "end": {"enum": list(recording.ENDS), "description": "how the answer ended (default completed)"},
+        "take": {"type": "integer", "minimum": 1, "description": "the same request recorded again: 2, 3..."},
+        "request": {"description": "the request as recorded, secrets redacted: for reading, never matched"},
+        "upstream": {"type": "string", "description": "where it was recorded from"},
+    }
+    assert tuple(properties) == recording.FIELDS, "a recording field without a schema"
+    return {
+        "type": "object",
+        "description": "A recorded exchange: the scenario answers with it byte for byte (`mockstream record`).",
+        "properties": properties,
+        "required": ["status"],
         "additionalProperties": False,
     }
 

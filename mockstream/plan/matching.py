@@ -1,20 +1,36 @@
-"""Pick the scenario that answers a request.
+"""Pick the scenario that answers a request, and the knobs of this call.
 
 Order: the `X-Mockstream-Scenario` header, then the `scenario` knob, then a scenario named like the
 request's model, then what a test scripted, then the first scenario whose `match` rules hold, then the default.
+Recordings of the same request (the same rules) answer in take order, one take per call. A request that
+none of these chose, and that carries no answer of its own, is a *miss*: `Scenarios.report` says which loaded
+scenarios came closest and why each failed.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ..errors import RequestError
+from ..errors import RequestError, Unmatched
 from .plan import Ask
-from .schema import DEFAULT, TEXT_SOURCES, Scenario
+from .schema import ANSWER_KNOBS, DEFAULT, TEXT_SOURCES, Scenario
 
 SCENARIO_HEADER = "X-Mockstream-Scenario"
+# Knobs that say what to answer: a request carrying one scripted itself, so falling to the default is no miss.
+# (Timing, cutting, faults and the rest shape whatever answers: a replay takes them too.)
+SCRIPTING_KNOBS = (*TEXT_SOURCES, "tool_calls", "sequence", "turns")
+CLOSEST = 3  # scenarios a miss report names
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The scenario that answers, and whether the request was a miss (nothing chose it, the default answers)."""
+
+    scenario: Scenario
+    missed: bool = False
 
 
 class Scenarios:
@@ -23,14 +39,18 @@ class Scenarios:
     def __init__(self, scenarios: Iterable[Scenario] = ()):
         self._by_name: dict[str, Scenario] = {}
         self.fallback: str | None = None  # answers requests that name no scenario (a test's script)
+        self._matchable: list[Scenario] | None = None  # those with match rules, in load order (built when asked)
+        self._takes: dict[str, list[Scenario]] = {}  # recordings by their rules' key, in take order
         for scenario in scenarios:
             self.add(scenario)
 
     def add(self, scenario: Scenario) -> None:
         self._by_name[scenario.name] = scenario
+        self._matchable = None
 
     def remove(self, name: str) -> None:
         self._by_name.pop(name, None)
+        self._matchable = None
         if self.fallback == name:
             self.fallback = None
 
@@ -69,23 +89,119 @@ class Scenarios:
                 "scenario_not_found",
             ) from None
 
-    def select(self, headers: Mapping[str, str], knobs: Mapping[str, Any], ask: Ask) -> Scenario:
+    def matchable(self) -> list[Scenario]:
+        """The scenarios with match rules, in load order."""
+        if self._matchable is None:
+            self._matchable = [s for s in self._by_name.values() if not s.match.empty]
+            takes: dict[str, list[Scenario]] = {}
+            for scenario in self._matchable:
+                if scenario.recording is not None:
+                    takes.setdefault(scenario.match.key, []).append(scenario)
+            for group in takes.values():
+                group.sort(key=lambda s: s.recording.take if s.recording is not None else 0)  # stable: load order
+            self._takes = {key: group for key, group in takes.items() if len(group) > 1}
+        return self._matchable
+
+    def select(
+        self,
+        headers: Mapping[str, str],
+        knobs: Mapping[str, Any],
+        ask: Ask,
+        body: Any = None,
+        dialect: str = "",
+        *,
+        session: str | None = None,
+        sequences: Sequences | None = None,
+    ) -> Scenario:
+        """The scenario that answers (see `choose`)."""
+        return self.choose(headers, knobs, ask, body, dialect, session=session, sequences=sequences).scenario
+
+    def choose(
+        self,
+        headers: Mapping[str, str],
+        knobs: Mapping[str, Any],
+        ask: Ask,
+        body: Any = None,
+        dialect: str = "",
+        *,
+        session: str | None = None,
+        sequences: Sequences | None = None,
+    ) -> Selection:
+        """Which scenario answers a request: its headers, its knobs, what it asks, its JSON body and its
+        dialect's name. Recordings of the same request take turns through `sequences` (kept by session)."""
         if SCENARIO_HEADER in headers:
-            return self.named(headers[SCENARIO_HEADER], SCENARIO_HEADER)
+            return Selection(self.named(headers[SCENARIO_HEADER], SCENARIO_HEADER))
         if "scenario" in knobs:
-            return self.named(knobs["scenario"], "mockstream.scenario")
-        if ask.model in self._by_name:
-            return self._by_name[ask.model]
+            return Selection(self.named(knobs["scenario"], "mockstream.scenario"))
+        by_name = self._by_name
+        if ask.model in by_name:
+            return Selection(by_name[ask.model])
         if self.fallback:
-            return self._by_name[self.fallback]
+            return Selection(by_name[self.fallback])
+        matchable = self.matchable()
+        if matchable:
+            lowered = {k.lower(): v for k, v in headers.items()}
+            for scenario in matchable:
+                if scenario.match.holds(ask, lowered, body, dialect):
+                    return Selection(self._take(scenario, session, sequences))
+        missed = DEFAULT.name not in by_name and (not knobs or knobs.keys().isdisjoint(SCRIPTING_KNOBS))
+        return Selection(self.default, missed)
+
+    def _take(self, scenario: Scenario, session: str | None, sequences: Sequences | None) -> Scenario:
+        """A recording recorded more than once answers with its next take (then the last one repeats)."""
+        if scenario.recording is None or sequences is None or not self._takes:
+            return scenario
+        key = scenario.match.key
+        group = self._takes.get(key)
+        if group is None:
+            return scenario
+        return group[sequences.step((session, "takes", key), len(group), False)]
+
+    def report(self, ask: Ask, headers: Mapping[str, str], body: Any = None, dialect: str = "") -> list[dict]:
+        """The miss report: the scenarios with match rules that came closest (fewest failed rules, then load
+        order; at most CLOSEST), each with the rules that failed: `[{scenario, failed: [{rule, wanted, got}]}]`."""
         lowered = {k.lower(): v for k, v in headers.items()}
-        for scenario in self._by_name.values():
-            if scenario.match(ask.model, ask.last_user, lowered):
-                return scenario
-        return self.default
+        scored = []
+        for order, scenario in enumerate(self.matchable()):
+            failed = scenario.match.failures(ask, lowered, body, dialect)
+            if failed:
+                scored.append((len(failed), order, scenario.name, failed))
+        scored.sort(key=lambda item: item[:2])
+        return [
+            {"scenario": name, "failed": [_shortened(f.to_json()) for f in failed]}
+            for _, _, name, failed in scored[:CLOSEST]
+        ]
+
+    def unmatched(self, report: list[dict]) -> Unmatched:
+        """The 404 of a miss in a strict server: the report in words."""
+        if report:
+            closest = "; ".join(f"{item['scenario']} ({_failures(item['failed'])})" for item in report)
+            message = f"No scenario matched this request. Closest: {closest}."
+        else:
+            loaded = ", ".join(s.name for s in self._by_name.values()) or "none"
+            message = f"No scenario matched this request: no loaded scenario has match rules (loaded: {loaded})."
+        return Unmatched(message, report)
 
 
-ANSWER_KNOBS = (*TEXT_SOURCES, "locale", "tool_calls")
+SHOWN = 200  # characters of a text a report keeps (a user message can be long)
+
+
+def _shortened(failed: dict[str, Any]) -> dict[str, Any]:
+    got = failed["got"]
+    if isinstance(got, str) and len(got) > SHOWN:
+        failed["got"] = got[:SHOWN] + "…"
+    return failed
+
+
+def _failures(failed: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{f['rule']}: wanted {_shown(f['wanted'])}, got {_shown(f['got'])}" for f in failed)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class Sequences:
@@ -104,27 +220,58 @@ class Sequences:
         self._positions.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The knobs of one call, the sequence position used (None without a sequence) and the `turns` entry
+    used (None without turns)."""
+
+    knobs: dict[str, Any]
+    position: int | None
+    turn: int | None
+
+
 def resolve(
-    scenario: Scenario, knobs: Mapping[str, Any], session: str | None, sequences: Sequences
+    scenario: Scenario, knobs: Mapping[str, Any], session: str | None, sequences: Sequences, turn: int = 0
 ) -> tuple[dict[str, Any], int | None]:
-    """The knobs that answer this call: scenario < its sequence entry < request knobs < the request's entry.
-    Returns them and the sequence position used (None without a sequence)."""
+    """The knobs that answer this call and the sequence position used (see `resolved`)."""
+    done = resolved(scenario, knobs, session, sequences, turn)
+    return done.knobs, done.position
+
+
+def resolved(
+    scenario: Scenario, knobs: Mapping[str, Any], session: str | None, sequences: Sequences, turn: int = 0
+) -> Resolved:
+    """The knobs that answer a call at conversation turn `turn`: scenario < its sequence entry < its turns
+    entry < request knobs < the request's sequence entry < the request's turns entry."""
     merged = dict(scenario.knobs)
-    position = None
+    position = used = None
     if "sequence" in merged:
         position, entry = _entry(merged, (session, "scenario", scenario.name), sequences)
+        merged = merge(merged, entry)
+    if "turns" in merged:
+        used, entry = _turn(merged, turn)
         merged = merge(merged, entry)
     request = dict(knobs)
     if "sequence" in request:
         position, entry = _entry(request, (session, "inline", repr(request["sequence"])), sequences)
         request = merge(request, entry)
-    return merge(merged, request), position
+    if "turns" in request:
+        used, entry = _turn(request, turn)
+        request = merge(request, entry)
+    return Resolved(merge(merged, request), position, used)
 
 
 def _entry(knobs: dict[str, Any], key: tuple, sequences: Sequences) -> tuple[int, dict[str, Any]]:
     sequence = knobs.pop("sequence")
     position = sequences.step(key, len(sequence), knobs.pop("cycle", False))
     return position, sequence[position]
+
+
+def _turn(knobs: dict[str, Any], turn: int) -> tuple[int, dict[str, Any]]:
+    """The turns entry of a call at `turn` (past the end, the last one): no state, the request says it."""
+    turns = knobs.pop("turns")
+    used = min(turn, len(turns) - 1)
+    return used, turns[used]
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

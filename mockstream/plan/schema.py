@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,8 @@ from .. import faults
 from ..errors import Problem, RequestError, ScenarioError
 from . import recording as recorded
 from .checks import Invalid, boolean, choice, closest, integer, number, reject_unknown, string, type_name
+from .rules import MATCH_FIELDS as MATCH_FIELDS  # re-exported: the rules' names
+from .rules import Match, parse_match
 
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls")
 LINE_ENDINGS = ("lf", "crlf", "cr")
@@ -136,11 +137,16 @@ KNOBS: dict[str, Knob] = {
     "fault": Knob(faults.parse, "make the stream fail: {kind, ...fields, probability} (see Faults)"),
     "sequence": Knob(lambda value, path: value, "successive calls get successive entries (knob objects)"),
     "cycle": Knob(boolean, "with sequence: start over after the last entry (default: the last repeats)"),
+    "turns": Knob(
+        lambda value, path: value,
+        "the conversation's turn picks the entry (knob objects): turn 0 the first; past the end the last repeats",
+    ),
     "scenario": Knob(_scenario_name, "use a loaded scenario by name", {"type": "string", "minLength": 1}),
     "replay_speed": Knob(number(0, 1_000_000), "a recording replays this many times faster (default 1; 0: at once)"),
 }
 FILE_FIELDS = ("version", "name", "description", "match", "recording")
-MATCH_FIELDS = ("model", "user", "headers")
+ANSWER_KNOBS = (*TEXT_SOURCES, "locale", "tool_calls")  # what the answer says: given anew, it replaces all of it
+KNOBS_HEADER = "X-Mockstream-Knobs"  # the knob object as JSON, for clients that can set headers but not body fields
 
 
 def check_knobs(raw: Any, path: str = "", allowed_extra: Iterable[str] = ()) -> tuple[dict, list[Problem]]:
@@ -161,8 +167,8 @@ def check_knobs(raw: Any, path: str = "", allowed_extra: Iterable[str] = ()) -> 
                 Problem(where, f"unknown knob{closest(str(key), valid)}; expected one of: {', '.join(valid)}")
             )
             continue
-        if key == "sequence":
-            clean[key], entry_problems = _sequence(value, where)
+        if key in ("sequence", "turns"):
+            clean[key], entry_problems = _entries(value, where, key)
             problems.extend(entry_problems)
             continue
         try:
@@ -184,55 +190,58 @@ def check_knobs(raw: Any, path: str = "", allowed_extra: Iterable[str] = ()) -> 
     return clean, problems
 
 
-def request_knobs(raw: Any) -> dict[str, Any]:
-    """A request's `mockstream` object, validated; a 400 naming the first bad field."""
-    knobs, problems = check_knobs(raw, "mockstream")
+def request_knobs(raw: Any, header: str | None = None) -> dict[str, Any]:
+    """A request's `mockstream` object, validated, over the knobs of its X-Mockstream-Knobs header (the JSON
+    text of a knob object): a 400 naming the first bad field. The body wins field by field, and an answer in
+    the body (text or tool calls) replaces the header's whole answer."""
+    knobs = _valid(raw, "mockstream")
+    if header is None:
+        return knobs
+    try:
+        given = json.loads(header)
+    except ValueError as exc:
+        message = f"Invalid {KNOBS_HEADER} header: not valid JSON ({exc}); send a JSON object of knobs."
+        raise RequestError(400, message, KNOBS_HEADER, "invalid_mockstream_knob") from None
+    from_header = _valid(given, KNOBS_HEADER)
+    if any(key in knobs for key in ANSWER_KNOBS):
+        from_header = {key: value for key, value in from_header.items() if key not in ANSWER_KNOBS}
+    return {**from_header, **knobs}
+
+
+def _valid(raw: Any, path: str) -> dict[str, Any]:
+    knobs, problems = check_knobs(raw, path)
     if problems:
         message = "Invalid mockstream knobs: " + "; ".join(str(p) for p in problems)
         raise RequestError(400, message, problems[0].path, "invalid_mockstream_knob")
     return knobs
 
 
-def _sequence(raw: Any, path: str) -> tuple[tuple[dict, ...], list[Problem]]:
-    """Each entry is a knob object of its own (no nested sequence, no scenario name)."""
+# What may not appear inside an entry: a sequence entry may hold `turns` (that call answers by the turn), a
+# turns entry holds neither a sequence nor turns; neither names a scenario.
+SEQUENCE_ONLY = ("sequence", "scenario")
+NOT_IN_TURNS = ("sequence", "turns", "scenario")
+
+
+def _entries(raw: Any, path: str, kind: str) -> tuple[tuple[dict, ...], list[Problem]]:
+    """A `sequence` or `turns`: each entry is a knob object of its own."""
     if not isinstance(raw, list) or not raw:
         return (), [Problem(path, "expected a non-empty array of knob objects")]
+    forbidden, named = (SEQUENCE_ONLY, "a sequence entry") if kind == "sequence" else (NOT_IN_TURNS, "a turns entry")
     entries, problems = [], []
     for i, item in enumerate(raw):
         entry, entry_problems = check_knobs(item, f"{path}[{i}]")
-        for key in SEQUENCE_ONLY:
+        for key in forbidden:
             if key in entry:
-                entry_problems.append(Problem(f"{path}[{i}].{key}", f"{key} cannot appear inside a sequence entry"))
+                entry_problems.append(Problem(f"{path}[{i}].{key}", f"{key} cannot appear inside {named}"))
         problems.extend(entry_problems)
         entries.append(entry)
     return tuple(entries), problems
 
 
-SEQUENCE_ONLY = ("sequence", "scenario")
-
-
 # ---------------------------------------------------------------- scenarios ---
 @dataclass(frozen=True)
-class Match:
-    """When a scenario answers a request without being named: all given rules must hold."""
-
-    model: str | None = None
-    user: re.Pattern | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-
-    def __call__(self, model: str, last_user: str, headers: Mapping[str, str]) -> bool:
-        if self.model is None and self.user is None and not self.headers:
-            return False
-        if self.model is not None and not re.fullmatch(self.model, model):
-            return False
-        if self.user is not None and not self.user.search(last_user):
-            return False
-        return all(headers.get(name) == value for name, value in self.headers)
-
-
-@dataclass(frozen=True)
 class Scenario:
-    """A named set of knobs, optionally matched to requests by model, last user message or header."""
+    """A named set of knobs, optionally matched to requests by its `match` rules (see plan/rules.py)."""
 
     name: str
     knobs: Mapping[str, Any] = field(default_factory=dict)
@@ -252,38 +261,6 @@ class Scenario:
 
 def _with_source(scenario: Scenario, source: str) -> Scenario:
     return dataclasses.replace(scenario, source=source)
-
-
-def _parse_match(raw: Any, path: str) -> tuple[Match, list[Problem]]:
-    if not isinstance(raw, Mapping):
-        return Match(), [Problem(path, f"expected an object, got {type_name(raw)}")]
-    problems = []
-    model = user = None
-    headers: tuple = ()
-    for key in raw:
-        if key not in MATCH_FIELDS:
-            problems.append(
-                Problem(
-                    f"{path}.{key}",
-                    f"unknown field{closest(str(key), MATCH_FIELDS)}; expected one of: {', '.join(MATCH_FIELDS)}",
-                )
-            )
-    for key, value in raw.items():
-        try:
-            if key == "model":
-                model = string(value, f"{path}.model")
-                re.compile(model)
-            elif key == "user":
-                user = re.compile(string(value, f"{path}.user"))
-            elif key == "headers":
-                if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
-                    raise Invalid(f"{path}.headers", "expected an object of header name -> string value")
-                headers = tuple((str(k).lower(), v) for k, v in value.items())
-        except re.error as exc:
-            problems.append(Problem(f"{path}.{key}", f"not a valid regular expression: {exc}"))
-        except Invalid as exc:
-            problems.append(exc.problem)
-    return Match(model, user, headers), problems
 
 
 def _parse_scenario(raw: Any, path: str) -> tuple[Scenario | None, list[Problem]]:
@@ -308,7 +285,7 @@ def _parse_scenario(raw: Any, path: str) -> tuple[Scenario | None, list[Problem]
         description = ""
     match = Match()
     if "match" in raw:
-        match, match_problems = _parse_match(raw["match"], at("match"))
+        match, match_problems = parse_match(raw["match"], at("match"))
         problems.extend(match_problems)
     recording = None
     if "recording" in raw:

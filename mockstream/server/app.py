@@ -14,7 +14,7 @@ from aiohttp import HttpVersion11, hdrs, web
 
 from ..dialects import Dialect, RequestView
 from ..dialects.registry import DIALECTS
-from ..errors import RequestError
+from ..errors import RequestError, Unmatched
 from ..plan import Plan
 from ..plan.schema import Scenario
 from . import admin, browsers, models
@@ -39,13 +39,18 @@ def create_app(
     routes: Mapping[str, str] | None = None,
     static: str | None = None,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
+    strict: bool = False,
+    on_miss: str = "default",
+    record_all: bool = False,
 ) -> web.Application:
     """A ready mock server application; run it with aiohttp's runners or `aiohttp_client`.
 
     `routes` mounts dialects at more paths (`{"/api/chat": "chat"}`); `static` serves a folder at `/`
     (otherwise `/` is the demo page); `cors_origins` are the origins browsers may call from;
     `read_timeout` is how long a request's body may take to arrive (then a 408, and the connection closes).
-    `State.of(app)` is its state."""
+    A request no scenario matched is answered by the default, or with `strict` (or `on_miss="error"`) refused
+    with a 404 naming the closest scenarios; `on_miss="proxy"` leaves it to `State.proxy`, and `record_all`
+    sends every API request there. `State.of(app)` is its state."""
     state = State(
         scenarios,
         seed=seed,
@@ -53,6 +58,9 @@ def create_app(
         journal_size=journal_size,
         cors_origins=cors_origins,
         read_timeout=read_timeout,
+        strict=strict,
+        on_miss=on_miss,
+        record_all=record_all,
     )
     paths: dict[str, Dialect] = {}  # each API path's dialect: its 404 and 405 are in the API's words
     # auto_decompress off: the body's Content-Encoding is read by `read_body`, in the API's words
@@ -105,7 +113,7 @@ async def _expect(request: web.Request) -> None:
 def handler(state: State, planner: Planner, dialect: Dialect) -> Handler:
     """The handler of one dialect's route: one coroutine for the whole exchange (no wrapper layer, no
     middleware frame), since each layer costs memory per open stream and a resume per wake-up."""
-    journal, in_flight = state.journal, state.in_flight.tasks
+    journal, in_flight, settings = state.journal, state.in_flight.tasks, state.settings
 
     async def handle(request: web.Request) -> web.StreamResponse:
         if state.arrivals is not None:
@@ -122,16 +130,21 @@ def handler(state: State, planner: Planner, dialect: Dialect) -> Handler:
             entry.session = headers.get(SESSION_HEADER)
             if "Last-Event-ID" in headers:
                 entry.extra["last_event_id"] = headers["Last-Event-ID"]
+            forward_all = settings.record_all and state.proxy is not None
             try:
-                raw = await _read(request, state.settings.read_timeout)
-                plan, position = _plan(request, raw, planner, dialect, entry)
+                raw = await _read(request, settings.read_timeout, any_type=forward_all)
+                plan = None if forward_all else _plan(request, raw, planner, dialect, entry)
             except (RequestError, web.HTTPRequestEntityTooLarge) as exc:
                 error = exc if isinstance(exc, RequestError) else TOO_LARGE
-                journal.close(entry, error.status, "rejected", round((loop.time() - start) * 1000, 3))
+                outcome = "unmatched" if isinstance(error, Unmatched) else "rejected"
+                journal.close(entry, error.status, outcome, round((loop.time() - start) * 1000, 3))
                 return await refuse(request, error, dialect)
+            if plan is None:  # the upstream answers: recording everything, or a request no scenario matched
+                assert state.proxy is not None
+                if entry.source is None:  # what the journal shows of it (`_plan` did not run)
+                    entry.source = raw if raw is not None else dict(request.query)
+                return await state.proxy.forward(request, raw, dialect, entry)
             entry.scenario = plan.scenario
-            if position is not None:
-                entry.extra["sequence_index"] = position
             exchange = Exchange(state, request, dialect, plan, entry, start)
             try:
                 return await exchange.answer()
@@ -149,26 +162,21 @@ def handler(state: State, planner: Planner, dialect: Dialect) -> Handler:
     return handle
 
 
-def _plan(
-    request: web.Request, raw: bytes | None, planner: Planner, dialect: Dialect, entry: Entry
-) -> tuple[Plan, int | None]:
-    """The request's Plan and sequence step. The parsed body lives no longer than this call (about 1.3 KiB
-    per open stream otherwise): the journal keeps its bytes, or the query string's request for a GET."""
+def _plan(request: web.Request, raw: bytes | None, planner: Planner, dialect: Dialect, entry: Entry) -> Plan | None:
+    """The request's Plan (None: the proxy answers it). The parsed body lives no longer than this call (about
+    1.3 KiB per open stream otherwise): the journal keeps its bytes, or the query string's request for a GET."""
     body = planner.body(raw) if raw is not None else None
     entry.source = raw if raw is not None else dict(request.query)  # what the journal shows of a refusal
     view = RequestView(request.method, request.path, request.query_string, request.headers, body)
-    plan, position, asked = planner.plan(dialect, view, raw, entry.session)
-    if raw is None:
-        entry.source = asked  # the JSON request a query string stands for
-    return plan, position
+    return planner.plan(dialect, view, raw, entry)
 
 
-async def _read(request: web.Request, timeout: float) -> bytes | None:
-    """The body's bytes (None for a GET: its query string is the request)."""
+async def _read(request: web.Request, timeout: float, any_type: bool = False) -> bytes | None:
+    """The body's bytes (None for a GET: its query string is the request); JSON only unless `any_type`."""
     if request.method == "GET":
         return None
     ctype = request.content_type
-    if request.body_exists and ctype not in JSON_TYPES and not ctype.endswith("+json"):
+    if not any_type and request.body_exists and ctype not in JSON_TYPES and not ctype.endswith("+json"):
         raise RequestError(
             415,
             f"Unsupported Content-Type {ctype!r}: send the body as application/json.",

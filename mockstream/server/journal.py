@@ -23,7 +23,13 @@ DEFAULT_SIZE = 1000
 
 @dataclass(slots=True)
 class Entry:
-    """One API request. `outcome`: in_progress, completed, fault:<kind>, client_disconnected or rejected."""
+    """One API request. `outcome`: in_progress, completed, fault:<kind>, client_disconnected, rejected or
+    unmatched (a strict server's 404 for a request no scenario matched).
+
+    `extra` holds what only some requests have: `sequence_index` (the sequence step used), `turn` (the
+    `turns` entry used), `miss` (the request fell through to the built-in default, or was refused as
+    unmatched: the miss report, `[{"scenario", "failed": [{"rule", "wanted", "got"}]}]`, empty when no loaded
+    scenario has match rules), `fault`, `last_event_id`."""
 
     id: int
     time: float  # wall-clock seconds when the request arrived
@@ -44,11 +50,19 @@ class Entry:
 
     @property
     def body(self) -> Any:
-        """The request body, parsed."""
+        """The request body, parsed (a body that is not JSON, which only a proxied request keeps: its text)."""
         source = self.source
         if isinstance(source, (bytes, bytearray)):
-            return json.loads(source)
+            try:
+                return json.loads(source)
+            except ValueError:
+                return bytes(source).decode("utf-8", "replace")
         return source
+
+    @property
+    def miss(self) -> list[dict[str, Any]] | None:
+        """The miss report of a request that no scenario matched (see `extra`), else None."""
+        return self.extra.get("miss")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -2,7 +2,8 @@
 
 What a body asks and its Plan are pure, so a body seen recently (a load test repeats one) is neither read
 nor planned again (`recent.py`); choosing the scenario, stepping a sequence and rolling a fault happen for
-every request.
+every request. A request no scenario matched (a miss) gets its report in the journal, and is answered by
+the default, refused (strict, or `on_miss` "error") or left to the proxy (`on_miss` "proxy").
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ import re
 from typing import Any
 
 from ..dialects import Asked, Dialect, RequestView
+from ..dialects.conversation import keeps
 from ..errors import RequestError
 from ..faults import Fault
-from ..plan import Plan, make_plan, request_seed
-from ..plan.matching import resolve
-from ..plan.schema import request_knobs
+from ..plan import Ask, Plan, make_plan, request_seed
+from ..plan.matching import resolved
+from ..plan.schema import KNOBS_HEADER, request_knobs
+from .journal import Entry
 from .recent import keyable
 from .state import State
-
-# The Plan, the sequence step taken (None without a sequence) and the JSON object the request stands for.
-Planned = tuple[Plan, int | None, Any]
-
 
 # How deep a body may nest. No API request comes near it (a tool's JSON schema nests a few dozen levels);
 # much deeper, every recursive step after the decoder (hashing the body, the journal's JSON, a dialect
@@ -76,7 +75,9 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _asked(dialect: Dialect, request: RequestView, raw: bytes | None) -> tuple[Asked, dict[str, Any]]:
+def _asked(
+    dialect: Dialect, request: RequestView, raw: bytes | None, header: str | None
+) -> tuple[Asked, dict[str, Any]]:
     asked = dialect.parse(request)
     # Lone surrogates ("\ud800", which JSON allows and UTF-8 cannot carry) become U+FFFD in what the
     # request asks and in its knobs, so an answer that echoes them can be encoded; the seed still hashes the
@@ -85,7 +86,7 @@ def _asked(dialect: Dialect, request: RequestView, raw: bytes | None) -> tuple[A
         ask = asked.ask
         cleaned = {f.name: _clean(getattr(ask, f.name)) for f in dataclasses.fields(ask)}
         asked = Asked(dataclasses.replace(ask, **cleaned), _clean(asked.knobs), asked.request)
-    return asked, request_knobs(asked.knobs)
+    return asked, request_knobs(asked.knobs, header)
 
 
 def _has_surrogate(value: Any) -> bool:
@@ -120,6 +121,18 @@ def _clean(value: Any) -> Any:
     return value
 
 
+_RECORDED_ID = re.compile(rb'"id"\s*:\s*"((?:resp|msg)_[^"]+)"')
+
+
+def answer_id(plan: Plan, dialect: str) -> str | None:
+    """The id a later request names to continue this answer: the one the dialect spells from the plan, or
+    the first one in a recorded answer's bytes."""
+    if plan.replay is not None:
+        found = _RECORDED_ID.search(plan.replay.recording.body)
+        return found.group(1).decode() if found else None
+    return ("resp_" if dialect == "responses" else "msg_") + plan.uid
+
+
 class Planner:
     """Plans each request against the server's state."""
 
@@ -130,29 +143,72 @@ class Planner:
         """The parsed body; shared with earlier requests of the same bytes, so nothing downstream changes it."""
         return self.state.recent.cached(keyable(raw), lambda: parse_json(raw))
 
-    def plan(self, dialect: Dialect, request: RequestView, raw: bytes | None, session: str | None) -> Planned:
-        """`raw` is the body's bytes (None for a request without one: nothing is then cached)."""
+    def plan(self, dialect: Dialect, request: RequestView, raw: bytes | None, entry: Entry) -> Plan | None:
+        """The request's Plan; what the journal keeps of the planning goes into `entry` (the sequence step,
+        the turn, a miss). None: the proxy answers this request (a miss, `on_miss` "proxy"). `raw` is the
+        body's bytes (None for a request without one: nothing is then cached)."""
         state = self.state
         recent, body = state.recent, keyable(raw)
-        key = None if body is None else (dialect.name, request.path, request.query_string, body)
-        asked, knobs = recent.cached(key, lambda: _asked(dialect, request, raw))
-        ask = asked.ask
-        scenario = state.scenarios.select(request.headers, knobs, ask)
-        merged, position = resolve(scenario, knobs, session, state.sequences)
+        header = request.headers.get(KNOBS_HEADER)
+        key = None if body is None else (dialect.name, request.path, request.query_string, header, body)
+        asked, knobs = recent.cached(key, lambda: _asked(dialect, request, raw, header))
+        if raw is None:
+            entry.source = asked.request  # the JSON request a query string stands for
+        ask = state.conversations.resolve(asked.ask)  # a request that names earlier turns sees them all
+        chosen = state.scenarios.choose(
+            request.headers, knobs, ask, asked.request, dialect.name, session=entry.session, sequences=state.sequences
+        )
+        if chosen.missed and self._missed(entry, request, ask, asked.request, dialect):
+            return None
+        scenario = chosen.scenario
+        done = resolved(scenario, knobs, entry.session, state.sequences, ask.turn)
+        merged, position = done.knobs, done.position
+        if position is not None:
+            entry.extra["sequence_index"] = position
+        if done.turn is not None:
+            entry.extra["turn"] = done.turn
         settings = state.settings
         fault = self._roll(merged.get("fault"))
 
         def planned() -> tuple[object, Plan]:  # the entry keeps its scenario, so no other takes its id
             seed = request_seed(merged.get("seed", settings.seed), asked.request, f"{scenario.name}\0{position}")
-            plan = make_plan(merged, ask, seed=seed, speed=settings.speed, scenario=scenario.name, fault=fault)
+            plan = make_plan(
+                merged,
+                ask,
+                seed=seed,
+                speed=settings.speed,
+                scenario=scenario.name,
+                fault=fault,
+                recording=scenario.recording,
+                source=scenario.source,
+            )
             return scenario, plan
 
         # What a Plan depends on besides the request: the scenario object (its id, the cached entry keeps it
-        # alive), the sequence step, the server's seed and speed, whether the fault struck.
+        # alive), the sequence step, the server's seed and speed, whether the fault struck, the earlier turns.
         plan_key = None
         if key is not None:
-            plan_key = (key, id(scenario), position, settings.seed, settings.speed, fault is not None)
-        return recent.cached(plan_key, planned)[1], position, asked.request
+            resolved_ask = None if ask is asked.ask else ask
+            plan_key = (key, id(scenario), position, settings.seed, settings.speed, fault is not None, resolved_ask)
+        plan = recent.cached(plan_key, planned)[1]
+        if keeps(dialect.name, asked.request):  # the API keeps this answer: a later request may continue it
+            answer = answer_id(plan, dialect.name)
+            if answer is not None:
+                state.conversations.remember(answer, ask, any(choice.tool_calls for choice in plan.choices))
+        return plan
+
+    def _missed(self, entry: Entry, request: RequestView, ask: Ask, body: Any, dialect: Dialect) -> bool:
+        """A miss: its report goes into the journal; True when the proxy answers it, Unmatched when the server
+        is strict (or `on_miss` is "error"), False when the default answers."""
+        state = self.state
+        settings, scenarios = state.settings, state.scenarios
+        report = scenarios.report(ask, request.headers, body, dialect.name) if scenarios.matchable() else []
+        entry.extra["miss"] = report
+        if settings.on_miss == "proxy" and state.proxy is not None:
+            return True
+        if settings.strict or settings.on_miss == "error":
+            raise scenarios.unmatched(report)
+        return False
 
     def _roll(self, fault: Fault | None) -> Fault | None:
         """Does the fault strike this call? Rolled from the server seed, so the same seed gives the same hits."""

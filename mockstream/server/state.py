@@ -9,17 +9,20 @@ import asyncio
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
 from ..deliver.pacer import Pacer
+from ..plan.checks import closest
 from ..plan.matching import Scenarios, Sequences
 from ..plan.schema import Scenario
-from .journal import DEFAULT_SIZE, Journal
+from .conversations import Conversations
+from .journal import DEFAULT_SIZE, Entry, Journal
 from .recent import Recent
 
 if TYPE_CHECKING:
+    from ..dialects import Dialect
     from ..process.listen import Arrivals
 
 
@@ -34,6 +37,27 @@ class Settings:
     speed: float = 1.0
     read_timeout: float = DEFAULT_READ_TIMEOUT
     headers: dict[str, str] = field(default_factory=dict)  # sent with every API answer
+    strict: bool = False  # a request no scenario matched gets a 404 naming the closest (else the default answers)
+    on_miss: str = "default"  # what answers such a request: default, error (the 404) or proxy (`State.proxy`)
+    record_all: bool = False  # every API request goes to `State.proxy`, unplanned (`mockstream record`)
+
+    def __post_init__(self) -> None:
+        if self.on_miss not in ON_MISS:
+            hint = closest(self.on_miss, ON_MISS)
+            raise ValueError(f"on_miss: unknown value {self.on_miss!r}{hint}; expected one of: {', '.join(ON_MISS)}")
+
+
+ON_MISS = ("default", "error", "proxy")
+
+
+class Proxy(Protocol):
+    """What answers a request from an upstream server (mockstream/record/proxy.py): it streams the answer
+    back, closes `entry` in the journal, and may add the recording to `state.scenarios`. `raw` is the body as
+    read (its Content-Encoding undone; None for a GET)."""
+
+    async def forward(
+        self, request: web.Request, raw: bytes | None, dialect: Dialect, entry: Entry
+    ) -> web.StreamResponse: ...
 
 
 class InFlight:
@@ -59,10 +83,16 @@ class State:
         journal_size: int = DEFAULT_SIZE,
         cors_origins: Iterable[str] = ("*",),
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        strict: bool = False,
+        on_miss: str = "default",
+        record_all: bool = False,
     ):
-        self.settings = Settings(seed=seed, speed=speed, read_timeout=read_timeout)
+        self.settings = Settings(
+            seed=seed, speed=speed, read_timeout=read_timeout, strict=strict, on_miss=on_miss, record_all=record_all
+        )
         self.scenarios = Scenarios(scenarios)
         self.sequences = Sequences()
+        self.conversations = Conversations()  # what earlier answers said, for requests that continue them
         self.journal = Journal(journal_size)
         self.rolls = random.Random(seed)  # does a fault with a probability strike this call?
         self.recent = Recent()  # bodies parsed and planned recently (see planner.py)
@@ -71,13 +101,16 @@ class State:
         self.in_flight = InFlight()
         self.errors: list[BaseException] = []  # unexpected exceptions, kept for the test that caused them
         self.cors_origins = tuple(cors_origins)
+        self.proxy: Proxy | None = None  # answers from an upstream: on a miss (on_miss "proxy"), or always (record_all)
 
     def reset(self) -> None:
-        """Clear the journal, every sequence position, what was parsed and planned, and the kept errors;
+        """Clear the journal, every sequence position, the conversations kept, what was parsed and planned,
+        and the kept errors;
         re-seed the fault rolls. Loaded scenarios stay."""
         self.journal.clear()
         self.recent.clear()
         self.sequences.reset()
+        self.conversations = Conversations()
         self.rolls.seed(self.settings.seed)
         self.errors.clear()
 
