@@ -10,7 +10,7 @@ import mockstream
 from mockstream.faults import KINDS
 
 PACKAGE = Path(mockstream.__file__).parent
-LAYERS = ("plan", "dialects", "faults", "deliver", "server", "process", "testing")
+LAYERS = ("plan", "dialects", "faults", "deliver", "server", "record", "process", "testing")
 
 
 def modules() -> dict[str, Path]:

@@ -1,4 +1,5 @@
-"""`mockstream serve | validate | health | schema`: flags, each also read from a MOCKSTREAM_<FLAG> environment variable.
+"""`mockstream serve | record | validate | health | schema`: flags, each also read from a MOCKSTREAM_<FLAG>
+environment variable.
 
 A flag on the command line wins over its variable. Heavy imports (aiohttp, Faker) wait until a
 command needs them, so `mockstream --help` and `mockstream health` answer at once.
@@ -113,6 +114,32 @@ def _workers(text: str) -> int:
     return value
 
 
+def _upstream(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"expected the upstream's base URL, http(s)://HOST[:PORT][/PREFIX], got {text!r}")
+    return text.rstrip("/")
+
+
+ON_MISS = ("error", "proxy", "default")
+
+
+def _on_miss(text: str) -> str:
+    if text.lower() not in ON_MISS:
+        raise ValueError(f"expected one of {', '.join(ON_MISS)}, got {text!r}")
+    return text.lower()
+
+
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc} in {text!r}") from None
+    return text
+
+
 @dataclass(frozen=True)
 class Flag:
     name: str
@@ -120,12 +147,32 @@ class Flag:
     default: Any
     help: str
     many: bool = False  # repeatable on the command line; comma-separated in the environment variable
+    separator: str | None = ","  # how the variable of a `many` flag separates its values (None: it holds one)
+    bare: bool = False  # `--strict` alone means on (its variable takes on/off)
 
     @property
     def env(self) -> str:
         return ENV_PREFIX + self.name.upper().replace("-", "_")
 
 
+RECORD_ONLY = (
+    Flag("out", str, "recordings", "directory the recordings are written to (made if missing)"),
+    Flag(
+        "redact",
+        _regex,
+        [],
+        "a regex whose matches never reach a recording, in request bodies and answers alike (repeat for "
+        "several; the variable holds one: join several with |)",
+        many=True,
+        separator=None,
+    ),
+    Flag(
+        "upstream-timeout",
+        _seconds,
+        60.0,
+        "seconds the upstream may stay silent (before its headers or in a stream); then the recording ends",
+    ),
+)
 SERVE_FLAGS = (
     Flag("host", str, "127.0.0.1", "address to listen on (0.0.0.0 in a container)"),
     Flag("port", _port, 8000, "port to listen on; 0 picks a free one"),
@@ -166,6 +213,39 @@ SERVE_FLAGS = (
         1,
         "processes sharing the port (SO_REUSEPORT); each has its own journal and sequence positions",
     ),
+    Flag(
+        "upstream",
+        _upstream,
+        None,
+        "the real (or compatible) server, by base URL (https://api.openai.com): a request no scenario matches "
+        "is forwarded there and recorded (see --on-miss)",
+    ),
+    Flag(
+        "on-miss",
+        _on_miss,
+        None,
+        "what answers a request no scenario matches: error (a 404 naming the closest scenarios), proxy (the "
+        "upstream, recorded) or default (the built-in answer); unset: proxy with --upstream, else error when "
+        "a loaded scenario holds a recording, else default",
+    ),
+    Flag("strict", _switch, False, "a request no scenario matches gets the 404 naming the closest ones", bare=True),
+    *RECORD_ONLY,
+)
+# `mockstream record`: the proxy and the server settings that still mean something with no scenarios.
+_RECORD_SHARED = (
+    "host", "port", "journal-size", "log-level", "cors-origin", "route", "log-format", "access-log",
+    "shutdown-grace", "read-timeout",
+)  # fmt: skip
+RECORD_FLAGS = (
+    Flag(
+        "upstream",
+        _upstream,
+        None,
+        "the real (or compatible) server every request is forwarded to, by base URL "
+        "(https://api.openai.com, https://api.anthropic.com); required",
+    ),
+    *RECORD_ONLY,
+    *(flag for flag in SERVE_FLAGS if flag.name in _RECORD_SHARED),
 )
 
 
@@ -176,7 +256,7 @@ class UsageError(Exception):
 def _env_defaults(flags: Sequence[Flag], environ: dict[str, str], given: Iterable[str] = ()) -> dict[str, Any]:
     """Each flag's value from its variable, else its default; a flag given on the command line wins, so its
     variable is not even read (a stale variable never stops a command that overrides it)."""
-    _warn_misspelt(flags, environ)
+    _warn_misspelt((*SERVE_FLAGS, *RECORD_FLAGS), environ)
     given = set(given)
     values = {}
     for flag in flags:
@@ -187,8 +267,12 @@ def _env_defaults(flags: Sequence[Flag], environ: dict[str, str], given: Iterabl
             values[flag.name.replace("-", "_")] = flag.default
             continue
         try:
-            if flag.many:
-                values[flag.name.replace("-", "_")] = [flag.parse(item.strip()) for item in raw.split(",") if item]
+            if flag.many and flag.separator is None:
+                values[flag.name.replace("-", "_")] = [flag.parse(raw)]
+            elif flag.many:
+                values[flag.name.replace("-", "_")] = [
+                    flag.parse(item.strip()) for item in raw.split(flag.separator) if item
+                ]
             else:
                 values[flag.name.replace("-", "_")] = flag.parse(raw)
         except ValueError as exc:
@@ -225,14 +309,16 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         description="Run the mock server. Every flag can also be set with the "
         "environment variable shown; the flag wins.",
     )
-    for flag in SERVE_FLAGS:
-        serve.add_argument(
-            f"--{flag.name}",
-            type=_argparse_type(flag),
-            default=argparse.SUPPRESS,
-            action="append" if flag.many else "store",
-            help=f"{flag.help} (env {flag.env}{_shown_default(flag.default)})",
-        )
+    _add_flags(serve, SERVE_FLAGS)
+    record = commands.add_parser(
+        "record",
+        help="forward every request to an upstream and record each exchange as a scenario file",
+        description="Run a proxy to the upstream: every API request is forwarded, its answer streams back as "
+        "it arrives, and each exchange is written to --out as a scenario file that `mockstream serve "
+        "--scenarios DIR` replays. Every flag can also be set with the environment variable shown; the flag "
+        "wins.",
+    )
+    _add_flags(record, RECORD_FLAGS)
     validate = commands.add_parser("validate", help="check scenario files and report every problem")
     validate.add_argument("paths", nargs="+", help="scenario files or directories")
     commands.add_parser(
@@ -260,6 +346,23 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         help="keep trying for up to SECONDS until it answers (default: one try)",
     )
     return parser, dict(commands.choices)
+
+
+def _add_flags(command: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
+    for flag in flags:
+        shown = f"{flag.help} (env {flag.env}{_shown_default(flag.default)})"
+        if flag.bare:
+            command.add_argument(
+                f"--{flag.name}", action="store_const", const=True, default=argparse.SUPPRESS, help=shown
+            )
+            continue
+        command.add_argument(
+            f"--{flag.name}",
+            type=_argparse_type(flag),
+            default=argparse.SUPPRESS,
+            action="append" if flag.many else "store",
+            help=shown,
+        )
 
 
 def _health_url(text: str) -> str:
@@ -305,6 +408,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
             options = {**_env_defaults(SERVE_FLAGS, environ, vars(args)), **vars(args)}
             flag_given = "scenarios_inline" in vars(args)
             return _serve(options, "--scenarios-inline" if flag_given else ENV_PREFIX + "SCENARIOS_INLINE")
+        if args.command == "record":
+            return _record({**_env_defaults(RECORD_FLAGS, environ, vars(args)), **vars(args)})
         if args.command == "validate":
             return _validate(args.paths)
         if args.command == "health":
@@ -408,6 +513,33 @@ def _serve(options: dict[str, Any], inline_from: str) -> int:
 
     logs.configure(options["log_level"], options["log_format"])
     scenarios = _scenarios(options, inline_from)
+    options["on_miss"] = on_miss(options["on_miss"], options["upstream"], scenarios)
     from .service import start
 
     return start(scenarios, options)
+
+
+def on_miss(chosen: str | None, upstream: str | None, scenarios: Sequence[Any]) -> str:
+    """`--on-miss`, or its default: proxy with an upstream, else error when a recording is loaded (a replay
+    should not answer what was never recorded with made-up text), else the built-in default answer."""
+    if chosen is None:
+        if upstream:
+            return "proxy"
+        return "error" if any(scenario.recording is not None for scenario in scenarios) else "default"
+    if chosen == "proxy" and not upstream:
+        raise UsageError(f"--on-miss proxy needs --upstream URL (or {ENV_PREFIX}UPSTREAM): the server to forward to")
+    return chosen
+
+
+def _record(options: dict[str, Any]) -> int:
+    if not options["upstream"]:
+        raise UsageError(
+            f"record needs --upstream URL (or {ENV_PREFIX}UPSTREAM): the server to forward requests to, e.g. "
+            "https://api.openai.com"
+        )
+    from . import logs
+
+    logs.configure(options["log_level"], options["log_format"])
+    from .service import record
+
+    return record(options)

@@ -190,7 +190,20 @@ def serve_one(
         routes=dict(options["route"]),
         static=options["static"],
         read_timeout=options["read_timeout"],
+        strict=options.get("strict", False),
+        on_miss=options.get("on_miss", "default"),
+        record_all=options.get("record_all", False),
     )
+    if options.get("upstream"):
+        from ..record import attach
+
+        attach(
+            app,
+            options["upstream"],
+            options["out"],
+            redact=options["redact"],
+            timeout=options["upstream_timeout"],
+        )
     try:
         import uvloop
     except ImportError:
@@ -216,6 +229,41 @@ def serve_one(
         )
         return 1
     return 0
+
+
+# ---------------------------------------------------------------- `mockstream record` ---
+# What `mockstream record` leaves as `mockstream serve` would have it: no scenarios, one process, no pacing.
+RECORD_SETTINGS = {
+    "seed": 0,
+    "speed": 1.0,
+    "static": None,
+    "workers": 1,
+    "strict": False,
+    "on_miss": "proxy",
+    "record_all": True,
+}
+
+
+def record(options: dict[str, Any]) -> int:
+    """`mockstream record`: the server with no scenarios, every API request forwarded to the upstream and
+    recorded in `--out`."""
+    options = {**RECORD_SETTINGS, **options}
+
+    def ready(host: str, port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{port}"
+        out = os.path.abspath(options["out"])
+        announce(
+            f"mockstream {__version__} listening on {url} (base_url {url}/v1), recording {options['upstream']} "
+            f"to {out}",
+            options["log_format"],
+            url=url,
+            base_url=f"{url}/v1",
+            upstream=options["upstream"],
+            out=out,
+        )
+
+    return serve_one([], options, ready)
 
 
 def serve_many(scenarios: list, options: dict[str, Any]) -> int:

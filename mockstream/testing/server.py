@@ -1,26 +1,34 @@
 """A real mock server in a background thread, usable from any test runner, sync or async.
 
 The server runs its own event loop in a daemon thread, so a plain sync test, an asyncio test and a
-test on any other loop all reach it over a real socket.
+test on any other loop all reach it over a real socket. `MockHandle` is one test's view of it: its scripts,
+its requests, its recordings (`record()`: replay a directory of recordings, or record what no scenario
+answers through the server's upstream) and the requests that matched nothing (`misses()`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
 from .. import server
-from ..plan.schema import Scenario, load_scenarios
+from ..plan.schema import SCENARIO_SUFFIXES, Scenario, load_scenarios
 from ..server.journal import Entry
 from ..server.state import State
+from . import RECORD_MODES
 
-__all__ = ["Entry", "MockHandle", "MockServer", "create_app"]
+if TYPE_CHECKING:
+    from ..record import Proxy
+
+__all__ = ["Entry", "MockHandle", "MockServer", "UnmatchedRequests", "create_app"]
 
 
 def create_app(scenarios: Iterable[Scenario] = (), *, speed: float = 0.0, **options: Any) -> web.Application:
@@ -33,7 +41,11 @@ T = TypeVar("T")
 
 
 class MockServer:
-    """`with MockServer() as server: OpenAI(base_url=server.base_url, api_key="x")`."""
+    """`with MockServer() as server: OpenAI(base_url=server.base_url, api_key="x")`.
+
+    `upstream` (a base URL such as `https://api.openai.com`) gives the server a recorder (`proxy`, see
+    `mockstream.record.Proxy`): it forwards nothing by itself; `MockHandle.record` says when it does.
+    `app_options` go to `mockstream.server.create_app` (`strict=True`, `on_miss="error"`, `routes`...)."""
 
     def __init__(
         self,
@@ -43,10 +55,16 @@ class MockServer:
         port: int = 0,
         seed: int = 0,
         speed: float = 0.0,
+        upstream: str | None = None,
         **app_options: Any,
     ):
         self.app = create_app(scenarios, seed=seed, speed=speed, **app_options)
         self.state = State.of(self.app)
+        self.proxy: Proxy | None = None
+        if upstream is not None:
+            from ..record import attach
+
+            self.proxy = attach(self.app, upstream)  # its client session closes with the server
         self.host = host
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,6 +214,107 @@ class MockHandle:
         journal = self.server.state.journal
         return self.server.call(lambda: [replace(entry) for entry in journal])
 
+    @property
+    def recordings(self) -> list[Path | None]:
+        """Which recording answered each of this test's requests, oldest first: the file it replayed, or the
+        file the upstream's answer was recorded to; None for a request no recording answered."""
+        files = [entry.extra.get("recording") for entry in self.requests]
+        return [None if file is None else Path(file) for file in files]
+
+    def misses(self) -> list[Entry]:
+        """This test's requests that matched nothing: refused as unmatched (a strict server, or recordings
+        loaded by `record()`), or answered by the built-in default though nothing scripted them. Each has its
+        miss report in `entry.miss`. A request forwarded to the upstream (and recorded) is not one."""
+        return [
+            entry
+            for entry in self.requests
+            if (entry.outcome == "unmatched" or entry.miss is not None) and "upstream" not in entry.extra
+        ]
+
+    def assert_matched(self) -> None:
+        """Raise `UnmatchedRequests` (an AssertionError showing each miss report) if any request of this test
+        matched nothing (see `misses()`); what the pytest plugin's strict mode does at teardown."""
+        misses = self.misses()
+        if misses:
+            raise UnmatchedRequests(misses)
+
+    @contextmanager
+    def strict(self, enabled: bool = True) -> Iterator[None]:
+        """Inside the block the server is strict (or, with False, not): a request no scenario matches gets a
+        404 naming the closest scenarios, not the built-in default. The server's setting comes back after."""
+        settings = self.server.state.settings
+
+        def switch(value: bool) -> bool:
+            before, settings.strict = settings.strict, value
+            return before
+
+        before = self.server.call(lambda: switch(enabled))
+        try:
+            yield
+        finally:
+            self.server.call(lambda: switch(before))
+
+    @contextmanager
+    def record(self, directory: str | Path, mode: str = "none") -> Iterator[Path]:
+        """Make `directory` this block's recordings, in one of pytest-recording's modes (RECORD_MODES):
+
+        - `none`: if the directory exists, its recordings answer, and a request none of them (nor a script)
+          answers is refused with a 404 naming the closest; nothing is forwarded, ever.
+        - `once`: as `none` if the directory exists; else a request no scenario answers goes to the server's
+          upstream and is recorded into the directory (created then), so the next run replays it.
+        - `new_episodes`: the recordings there answer, and what they do not is recorded next to them.
+        - `all`: the recordings there are deleted first, then every request no script answers is recorded.
+
+        Recording needs the server's upstream (`MockServer(upstream=URL)`). When the block ends the server is
+        as before: the recordings loaded or made here unloaded, its miss handling and the recorder's `out`
+        restored. Yields the directory."""
+        if mode not in RECORD_MODES:
+            close = difflib.get_close_matches(mode, RECORD_MODES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown record mode {mode!r}{hint}; expected one of: {', '.join(RECORD_MODES)}")
+        folder = Path(directory)
+        recording = mode in ("new_episodes", "all") or (mode == "once" and not folder.is_dir())
+        proxy = self.server.proxy
+        if recording and proxy is None:
+            raise RuntimeError(f"record mode {mode!r} records through an upstream: MockServer(upstream=URL) has none")
+        if mode == "all" and folder.is_dir():
+            for path in folder.iterdir():
+                if path.suffix in SCENARIO_SUFFIXES and path.is_file():
+                    path.unlink()
+        replaying = not recording and folder.is_dir()  # none, or once with the directory there: misses are errors
+        loaded = load_scenarios(folder) if folder.is_dir() else []
+        state = self.server.state
+        settings, scenarios = state.settings, state.scenarios
+        before: dict[str, Scenario] = {}
+        saved = (settings.on_miss, None if proxy is None else proxy.out)
+
+        def begin() -> None:
+            before.update((scenario.name, scenario) for scenario in scenarios)
+            for scenario in loaded:
+                scenarios.add(scenario)
+            if recording:
+                assert proxy is not None
+                settings.on_miss, proxy.out = "proxy", folder
+            elif replaying:
+                settings.on_miss = "error"
+
+        def end() -> None:
+            settings.on_miss = saved[0]
+            if proxy is not None and saved[1] is not None:
+                proxy.out = saved[1]
+            for scenario in list(scenarios):
+                if scenario.name not in before:
+                    scenarios.remove(scenario.name)
+            for name, scenario in before.items():
+                if name not in scenarios or scenarios.named(name, "") is not scenario:
+                    scenarios.add(scenario)
+
+        self.server.call(begin)
+        try:
+            yield folder
+        finally:
+            self.server.call(end)
+
     def openai(self, **options: Any) -> Any:
         """An `openai.OpenAI` client pointed at the server (needs the `openai` package)."""
         import openai
@@ -233,3 +352,38 @@ class MockHandle:
             state.scenarios.fallback = None
 
         self.server.call(clear)
+
+
+class UnmatchedRequests(AssertionError):
+    """Requests no scenario matched (`MockHandle.misses()`); the message shows each one's miss report: the
+    loaded scenarios that came closest and, for each, the rule that failed with what it wanted and got."""
+
+    def __init__(self, entries: Iterable[Entry]):
+        self.entries = list(entries)
+        super().__init__(_described(self.entries))
+
+
+def _described(entries: list[Entry]) -> str:
+    count = len(entries)
+    lines = [f"{count} request{'s' if count != 1 else ''} matched no scenario:"]
+    for entry in entries:
+        body = entry.body
+        model = body.get("model") if isinstance(body, dict) else None
+        shown = f", model {model!r}" if model is not None else ""
+        if entry.outcome == "unmatched":
+            how = f"refused with a {entry.status} (no scenario matched)"
+        else:
+            how = f"answered by the built-in default ({entry.outcome})"
+        lines.append(f"  request {entry.id}: {entry.method} {entry.path}{shown}: {how}")
+        report = entry.miss or []
+        if not report:
+            lines.append("    no loaded scenario has match rules")
+        for closest in report:
+            lines.append(f"    closest: {closest['scenario']}")
+            for failed in closest["failed"]:
+                lines.append(f"      {failed['rule']}: wanted {_shown(failed['wanted'])}, got {_shown(failed['got'])}")
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    return "nothing" if value is None else repr(value)
