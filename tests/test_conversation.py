@@ -21,8 +21,8 @@ from mockstream.dialects.conversation import keeps
 from mockstream.dialects.registry import DIALECTS
 from mockstream.errors import RequestError
 from mockstream.plan import Ask
-from mockstream.server.conversations import Conversations
 from mockstream.plan.schema import Scenario
+from mockstream.server.conversations import Conversations
 from mockstream.testing import MockServer
 
 ROUTES = {

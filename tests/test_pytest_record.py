@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mockstream.plan.schema import Scenario
 from mockstream.testing import MockHandle, MockServer
 
 # Inner sessions leave no .pytest_cache behind and skip plugins they do not use (Faker alone costs seconds;
@@ -335,3 +336,21 @@ def test_strict_mode(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--mockstream-strict", "test_strict.py::test_server_only", *INNER)
     assert outcomes(result) == {"test_server_only": {"PASSED", "ERROR"}}, result.stdout.str()
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_server_only*", *REFUSED])
+
+
+def test_a_request_repeated_while_recording_goes_upstream_again_and_is_the_next_take(tmp_path: Path) -> None:
+    import openai
+
+    upstream_scenario = Scenario.from_dict({"name": "hello", "content": "Recorded hello", "match": {"user": "hi"}})
+    with MockServer([upstream_scenario]) as upstream, MockServer(upstream=upstream.url) as mock:
+        handle = MockHandle(mock)
+        with handle.record(tmp_path / "rec", mode="once"):
+            client = openai.OpenAI(base_url=mock.base_url, api_key="k", max_retries=0)
+            for _ in range(2):  # a retry, say: the same request twice
+                client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+            client.close()
+            recorded = handle.recordings
+        assert len(upstream.state.journal) == 2  # the second went upstream too, not to the first recording
+        files = sorted(p.name for p in (tmp_path / "rec").glob("*.yaml"))
+        assert len(files) == 2 and [p.name for p in recorded if p is not None] == sorted(files, key=len)
+        assert yaml.safe_load((tmp_path / "rec" / sorted(files, key=len)[1]).read_text())["recording"]["take"] == 2

@@ -147,7 +147,7 @@ class Wire:
 
     def kept(self) -> dict[str, str]:
         """The headers that a proxy passes through and that do not vary between two requests."""
-        prefixes = ("content-type", "x-request-id", "x-ratelimit-", "retry-after", "openai-version", "x-mockstream-s")
+        prefixes = ("content-type", "x-request-id", "x-ratelimit-", "retry-after", "openai-version")
         return {k: v for k, v in self.headers.items() if k.startswith(prefixes)}
 
 

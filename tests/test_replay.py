@@ -91,7 +91,7 @@ def test_speed_and_replay_speed_scale_the_recorded_offsets(make_server):
 
 def test_a_recorded_stream_reads_the_same_through_openai_python(upstream, make_server):
     knobs = {"content": "Hello there, recorded world.", "seed": 3}
-    body, headers = captured(upstream.url, knobs)
+    body, _ = captured(upstream.url, knobs)
     srv = make_server([recorded("chatty", [(i * 2, e) for i, e in enumerate(sse_events(body))])], speed=0)
     with openai_sdk(srv) as client:
         stream = client.chat.completions.create(model="chatty", messages=MESSAGES, stream=True)
@@ -198,7 +198,8 @@ def test_ttft_and_itl_in_the_request_override_the_recorded_timing(upstream, make
 
 
 def test_a_recorded_whole_json_answer_replays_after_its_time(make_server):
-    answer = {"id": "chatcmpl-1", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}
+    message = {"role": "assistant", "content": "hi"}
+    answer = {"object": "chat.completion", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
     scenario = recorded("whole", [(150, json.dumps(answer).encode())], headers={"content-type": "application/json"})
     srv = make_server([scenario], speed=1)
     with openai_sdk(srv) as client:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import errno
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,62 +33,13 @@ from ..plan.recording import RecordedWrite, Recording
 from ..server.errors import error_response
 from ..server.journal import Entry
 from ..server.state import State
-from .store import SECRET_HEADERS, Redaction, Redactor, clean, digest, document, file_stem, match_rules, write_scenario
+from .headers import forwarded_headers, kept_headers, was_reset
+from .store import Redaction, Redactor, clean, digest, document, file_stem, match_rules, write_scenario
 
 log = logging.getLogger("mockstream")
 
 DEFAULT_TIMEOUT = 60.0  # s the upstream may stay silent (before its headers, or between two reads)
 RESET_GRACE = 0.05  # s between the last bytes written to the client and its RST, so it reads them first
-# Not forwarded: the connection's own headers, and the body's encoding (the server has undone it).
-HOP_BY_HOP = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "expect",
-        "accept-encoding",
-        "content-encoding",
-    }
-)
-# The answer's headers that matter: passed to the client and recorded.
-KEPT_NAMES = frozenset({"content-type", "content-encoding", "x-request-id", "request-id"})
-KEPT_PREFIXES = ("retry-after", "x-ratelimit-", "anthropic-ratelimit-", "openai-", "anthropic-", "x-mockstream-")
-
-
-def kept_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The headers of an answer that matter (lower-case names, in the order received; no secret)."""
-    kept = []
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower not in SECRET_HEADERS and (lower in KEPT_NAMES or lower.startswith(KEPT_PREFIXES)):
-            kept.append((lower, value))
-    return kept
-
-
-def forwarded_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
-    """The client's headers as the upstream gets them (auth included), asking for the bytes uncompressed."""
-    out: CIMultiDict[str] = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
-    out["Accept-Encoding"] = "identity"
-    return out
-
-
-def was_reset(exc: BaseException) -> bool:
-    """Did the upstream reset the connection (ECONNRESET), rather than close it?"""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            break
-        if isinstance(seen, ConnectionResetError) or (isinstance(seen, OSError) and seen.errno == errno.ECONNRESET):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    # aiohttp (3.9-3.14) keeps the reset under a cut body only in its ClientPayloadError's message
-    return "ConnectionResetError" in str(exc) or "Connection reset by peer" in str(exc)
 
 
 @dataclass(frozen=True)
@@ -105,8 +55,10 @@ class Asked:
 
 class Proxy:
     """Forwards API requests to `upstream` (a base URL; its path, if any, prefixes the request's), streams
-    the answers back and writes each exchange to `out` as a scenario file, then adds it to the state's
-    scenarios so the same request replays next time. `out` and `timeout` may change at any time."""
+    the answers back and writes each exchange to `out` as a scenario file, then (with `replays`) adds it to
+    the state's scenarios so the same request replays next time; without, every request goes upstream and a
+    repeat is recorded as the next take (the pytest record modes). `out`, `timeout` and `replays` may change
+    at any time."""
 
     def __init__(
         self,
@@ -122,6 +74,7 @@ class Proxy:
         self.out = Path(out)
         self.redactor = Redactor(redact)
         self.timeout = timeout
+        self.replays = True
         self._session: aiohttp.ClientSession | None = None
         self._relays: set[asyncio.Task] = set()  # answers being relayed (they outlive a client that leaves)
 
@@ -354,7 +307,8 @@ class Proxy:
             self.state.errors.append(exc)
             entry.extra["recording_error"] = str(exc)
             return "not_recorded"
-        scenarios.add(scenario)
+        if self.replays:
+            scenarios.add(scenario)
         entry.extra["recording"] = str(path)
         return "recorded" if recording.end == "completed" else f"recorded:{recording.end}"
 

@@ -286,7 +286,7 @@ class MockHandle:
         state = self.server.state
         settings, scenarios = state.settings, state.scenarios
         before: dict[str, Scenario] = {}
-        saved = (settings.on_miss, None if proxy is None else proxy.out)
+        saved = (settings.on_miss, None if proxy is None else proxy.out, proxy is None or proxy.replays)
 
         def begin() -> None:
             before.update((scenario.name, scenario) for scenario in scenarios)
@@ -294,14 +294,16 @@ class MockHandle:
                 scenarios.add(scenario)
             if recording:
                 assert proxy is not None
-                settings.on_miss, proxy.out = "proxy", folder
+                # what the test records does not answer its repeats: a retried request is recorded again,
+                # as the next take, and a run that replays later answers them in order
+                settings.on_miss, proxy.out, proxy.replays = "proxy", folder, False
             elif replaying:
                 settings.on_miss = "error"
 
         def end() -> None:
             settings.on_miss = saved[0]
             if proxy is not None and saved[1] is not None:
-                proxy.out = saved[1]
+                proxy.out, proxy.replays = saved[1], saved[2]
             for scenario in list(scenarios):
                 if scenario.name not in before:
                     scenarios.remove(scenario.name)
