@@ -146,3 +146,15 @@ def test_the_line_endings_the_schema_takes_are_the_ones_sse_frames():
     from mockstream.plan import schema
 
     assert tuple(sse.LINE_ENDINGS) == schema.LINE_ENDINGS
+
+
+def test_the_server_reaches_the_recorder_only_through_its_state():
+    """The server hands a miss to `State.proxy` (a Protocol): it never imports the recorder, so a server that
+    records nothing loads none of it."""
+    offenders = [
+        name
+        for name, path in modules().items()
+        if name.startswith(("mockstream.server", "mockstream.plan", "mockstream.dialects", "mockstream.deliver"))
+        and any(m.startswith("mockstream.record") for m in module_imports(name, path))
+    ]
+    assert offenders == []
