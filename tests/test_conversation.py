@@ -195,12 +195,14 @@ def test_openai_python_responses_loop_on_previous_response_id(server):
     assert [a.last_user for a in asks] == [QUESTION, "", ""]
     assert all(keeps("responses", body) for body in bodies)
     whole = []
-    for ask, response_id, called in zip(asks, ids, (True, True, False)):
-        whole.append(conversations.resolve(ask))
-        conversations.remember(response_id, whole[-1], answered_tool_calls=called)
+    for ask, response_id in zip(asks, ids):
+        whole.append(conversations.resolve(ask, "responses"))
+        conversations.remember(response_id, whole[-1])
     assert [a.turn for a in whole] == [0, 1, 2]
     assert {a.last_user for a in whole} == {QUESTION}
-    assert {a.system for a in whole} == {SYSTEM}
+    # The API does not carry instructions over to a response naming previous_response_id: nor does the store.
+    assert [a.system for a in whole] == [SYSTEM, "", ""]
+    assert {a.tools for a in whole} == {asks[0].tools}  # each request offers its own
     assert [a.tool_result for a in whole] == ["", result_of("get_weather"), result_of("get_uv")]  # the request's own
     assert conversations.get(ids[-1]) is not None and conversations.get(ids[-1]).turn == 3
 
@@ -303,13 +305,12 @@ def test_anthropic_sdk_message_thread(server):
     assert [a.previous for a in asks] == [None, *ids[:-1]]
     assert [(a.turn, a.last_role, a.system, a.tools) for a in asks[1:]] == [(0, "tool", "", ())] * 2
     whole = []
-    for ask, reply_id, called in zip(asks, ids, (True, True, False)):
-        whole.append(conversations.resolve(ask))
-        conversations.remember(reply_id, whole[-1], called)
+    for ask, reply_id in zip(asks, ids):
+        whole.append(conversations.resolve(ask, "messages"))
+        conversations.remember(reply_id, whole[-1])
     assert [a.turn for a in whole] == [0, 1, 2]
     assert {(a.last_user, a.system, a.tools) for a in whole} == {(QUESTION, SYSTEM, asks[0].tools)}
     assert [a.tool_result for a in whole] == ["", result_of("get_weather"), result_of("get_uv")]
-    assert [conversations.get(i).called_tools for i in ids] == [True, True, False]
 
 
 def test_anthropic_blocks_and_their_kinds():
@@ -359,11 +360,30 @@ def test_resolve_counts_earlier_turns_and_falls_back_field_by_field():
     conversations = Conversations()
     conversations.remember("resp_1", Ask("m", False, turn=2, last_user="Q", system="S", tools=("f",)), True)
     assert conversations.get("resp_1").turn == 3
-    bare = conversations.resolve(Ask("m", False, last_role="tool", tool_result="42", previous="resp_1"))
+    bare = conversations.resolve(Ask("m", False, last_role="tool", tool_result="42", previous="resp_1"), "messages")
     assert (bare.turn, bare.last_user, bare.system, bare.tools) == (3, "Q", "S", ("f",))
     assert (bare.last_role, bare.tool_result, bare.previous) == ("tool", "42", "resp_1")
-    own = conversations.resolve(Ask("m", False, turn=1, last_user="Q2", system="S2", tools=("g",), previous="resp_1"))
+    own = conversations.resolve(
+        Ask("m", False, turn=1, last_user="Q2", system="S2", tools=("g",), previous="resp_1"), "messages")
     assert (own.turn, own.last_user, own.system, own.tools) == (4, "Q2", "S2", ("g",))
+
+
+def test_a_responses_request_does_not_inherit_instructions_or_tools():
+    conversations = Conversations()
+    conversations.remember("resp_1", Ask("m", False, turn=0, last_user="Q", system="S", tools=("f",)))
+    bare = conversations.resolve(Ask("m", False, last_role="tool", previous="resp_1"), "responses")
+    assert (bare.turn, bare.last_user, bare.system, bare.tools) == (1, "Q", "", ())
+
+
+def test_the_same_answer_again_keeps_its_conversation_and_a_new_ask_replaces_it():
+    conversations = Conversations()
+    ask = Ask("m", False, last_user="Q")
+    conversations.remember("resp_1", ask)
+    kept = conversations.get("resp_1")
+    conversations.remember("resp_1", ask)
+    assert conversations.get("resp_1") is kept  # the same request again: nothing rebuilt
+    conversations.remember("resp_1", Ask("m", False, turn=4, last_user="Q"))
+    assert conversations.get("resp_1").turn == 5
 
 
 def test_the_store_is_bounded_and_keeps_the_most_recently_used():

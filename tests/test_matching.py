@@ -5,6 +5,7 @@ with real clients."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -124,13 +125,27 @@ def test_body_rules_follow_dotted_paths(path, wanted, holds):
     assert rules({"body": {path: wanted}}).holds(ask(), {}, BODY) is holds
 
 
-def test_no_rules_never_hold_and_the_old_call_still_works():
+def test_a_path_part_that_is_a_digit_but_not_decimal_indexes_nothing(make_server, http):
+    """"²" is a digit to str.isdigit but no int(): it is no list index (and no 500)."""
+    assert rules({"body": {"messages.².role": "user"}}).holds(ask(), {}, {"messages": [{"role": "user"}]}) is False
+    srv = make_server([Scenario.from_dict({"name": "odd", "match": {"body": {"messages.²": "x"}}, "content": "odd"})])
+    assert chat(http, srv, HELLO).status_code == 200
+    assert settled(srv)[0]["miss"][0]["failed"] == [{"rule": "body.messages.²", "wanted": "x", "got": None}]
+
+
+def test_a_tools_rule_is_the_offered_set_in_any_order():
+    match = rules({"tools": ["b", "a", "a"]})
+    assert match.holds(ask(tools=("a", "b")), {}) and not match.holds(ask(tools=("a",)), {})
+    assert match.to_dict() == {"tools": ["a", "b"]}
+    assert rules({"tools": []}).holds(ask(), {}) and not rules({"tools": []}).empty
+
+
+def test_no_rules_never_hold_and_the_old_rules_still_work():
     assert Match().empty and not Match().holds(ask(), {})
-    assert not Match()("gpt-4o", "weather", {})
     match = rules({"model": "gpt-4o.*", "user": "weather", "headers": {"X-Tenant": "acme"}})
     assert not match.empty
-    assert match("gpt-4o-mini", "the weather", {"x-tenant": "acme"})
-    assert not match("gpt-4o-mini", "the weather", {"x-tenant": "other"})
+    assert match.holds(ask(model="gpt-4o-mini", last_user="the weather"), {"x-tenant": "acme"})
+    assert not match.holds(ask(model="gpt-4o-mini", last_user="the weather"), {"x-tenant": "other"})
 
 
 def test_the_dialect_rule_knows_every_dialect():
@@ -327,13 +342,13 @@ def test_takes_of_one_request_answer_in_take_order_then_the_last_repeats(make_se
 def test_only_recordings_take_turns():
     plain = [Scenario.from_dict({"name": n, "match": {"user": "hi"}, "content": n}) for n in ("a", "b")]
     scenarios, sequences = Scenarios(plain), Sequences()
-    got = [scenarios.select({}, {}, ask(last_user="hi"), sequences=sequences).name for _ in range(3)]
+    got = [scenarios.choose({}, {}, ask(last_user="hi"), sequences=sequences).scenario.name for _ in range(3)]
     assert got == ["a", "a", "a"]
     scenarios.add(take("t2", 2, {"user": "hi"}))
     scenarios.add(take("t1", 1, {"user": "hi"}))
     scenarios.remove("a")
     scenarios.remove("b")
-    got = [scenarios.select({}, {}, ask(last_user="hi"), sequences=sequences).name for _ in range(3)]
+    got = [scenarios.choose({}, {}, ask(last_user="hi"), sequences=sequences).scenario.name for _ in range(3)]
     assert got == ["t1", "t2", "t2"]
 
 
@@ -453,6 +468,17 @@ def test_without_strict_the_default_answers_and_the_journal_keeps_the_report(mak
         {"rule": "user", "wanted": r"\Ahi\Z", "got": "hello"}, {"rule": "turn", "wanted": 1, "got": 0}]}
     [kept] = srv.call(lambda: list(srv.state.journal))
     assert kept.miss == entry["miss"]
+
+
+def test_a_report_left_for_later_judges_the_scenarios_loaded_when_the_request_came(make_server, http):
+    srv = make_server(NEAR)
+    chat(http, srv, HELLO)
+    [kept] = srv.call(lambda: list(srv.state.journal))
+    copy = srv.call(lambda: replace(kept))  # what the pytest plugin hands a test
+    srv.call(lambda: srv.state.scenarios.remove("greeting"))
+    assert copy.miss is not None and copy.miss[0]["scenario"] == "greeting"
+    assert kept.miss == copy.miss
+    assert settled(srv)[0]["miss"] == copy.miss
 
 
 def test_a_server_with_no_rules_marks_a_fall_through_with_an_empty_report(srv, http):

@@ -14,7 +14,7 @@ import pytest
 from mockstream.errors import RequestError
 from mockstream.plan import Ask, make_plan, request_seed
 from mockstream.plan.content import tokenize
-from mockstream.plan.matching import SCENARIO_HEADER, Scenarios, Sequences, merge, resolve
+from mockstream.plan.matching import SCENARIO_HEADER, Scenarios, Sequences, merge, resolved
 from mockstream.plan.schema import DEFAULT, Scenario, request_knobs
 from mockstream.plan.timing import Pacing
 
@@ -272,7 +272,7 @@ def test_a_body_that_is_not_an_object_still_has_a_seed():
     assert request_seed(0, [1, 2], "s") != request_seed(0, [1, 3], "s")
 
 
-# ---------------------------------------------------------------- Scenarios.select ---
+# ---------------------------------------------------------------- Scenarios.choose ---
 def scenario(name: str, **raw: Any) -> Scenario:
     return Scenario.from_dict({"name": name, "content": f"I am {name}.", **raw})
 
@@ -297,7 +297,7 @@ def scenarios() -> Scenarios:
 
 
 def chosen(scenarios: Scenarios, headers: dict | None = None, knobs: dict | None = None, **asked: Any) -> str:
-    return scenarios.select(headers or {}, knobs or {}, ask(**asked)).name
+    return scenarios.choose(headers or {}, knobs or {}, ask(**asked)).scenario.name
 
 
 def test_the_header_wins_over_everything(scenarios):
@@ -328,19 +328,19 @@ def test_match_rules_win_over_the_default_in_load_order(scenarios):
 
 
 def test_nothing_matches_the_default_answers(scenarios):
-    assert scenarios.select({}, {}, ask()) is DEFAULT
+    assert scenarios.choose({}, {}, ask()) == (DEFAULT, True)
     replaced = Scenarios([scenario("default")])
-    assert replaced.select({}, {}, ask()).knobs["content"] == "I am default."
+    assert replaced.choose({}, {}, ask()).scenario.knobs["content"] == "I am default."
 
 
 def test_naming_an_unknown_scenario_is_a_404_with_a_hint(scenarios):
     with pytest.raises(RequestError) as info:
-        scenarios.select({SCENARIO_HEADER: "by-heder"}, {}, ask())
+        scenarios.choose({SCENARIO_HEADER: "by-heder"}, {}, ask())
     assert info.value.status == 404
     assert info.value.param == SCENARIO_HEADER
     assert "Did you mean 'by-header'?" in info.value.message
     with pytest.raises(RequestError) as info:
-        scenarios.select({}, {"scenario": "nope"}, ask())
+        scenarios.choose({}, {"scenario": "nope"}, ask())
     assert info.value.param == "mockstream.scenario"
 
 
@@ -361,7 +361,7 @@ def contents(scenario: Scenario, sequences: Sequences, calls: int, knobs: dict |
              session: str | None = None) -> list[tuple[str, int | None]]:
     out = []
     for _ in range(calls):
-        merged, position = resolve(scenario, request_knobs(knobs or {}), session, sequences)
+        merged, position, _ = resolved(scenario, request_knobs(knobs or {}), session, sequences)
         out.append((merged.get("content"), position))
     return out
 
@@ -388,10 +388,10 @@ def test_sessions_keep_their_own_positions_and_reset_starts_over():
 
 def test_the_scenarios_knobs_apply_under_each_entry_and_the_request_over_them():
     flaky, sequences = Scenario.from_dict(FLAKY), Sequences()
-    merged, _ = resolve(flaky, request_knobs({"itl_ms": 9}), None, sequences)
+    merged, _, _ = resolved(flaky, request_knobs({"itl_ms": 9}), None, sequences)
     assert (merged["content"], merged["ttft_ms"], merged["itl_ms"]) == ("one", 5, 9)
     assert "sequence" not in merged
-    merged, _ = resolve(flaky, request_knobs({"tokens": ["mine"]}), None, sequences)
+    merged, _, _ = resolved(flaky, request_knobs({"tokens": ["mine"]}), None, sequences)
     assert merged["tokens"] == ("mine",) and "content" not in merged  # the request's answer replaces it
 
 

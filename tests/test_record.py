@@ -5,6 +5,7 @@ clients are raw sockets, httpx and the real SDKs."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import re
@@ -249,7 +250,8 @@ def test_the_recording_holds_the_upstreams_writes_its_status_headers_and_request
     assert saved["version"] == 1
     assert saved["description"].startswith(f"Recorded from {upstream.url}: POST {CHAT} -> 200, ")
     assert saved["match"] == {"dialect": "chat", "model": r"gpt\-4o\-mini", "turn": 0, "last_role": "user",
-                              "user": r"\AWhat\ is\ the\ weather\ in\ Paris\?\Z"}
+                              "user": r"\AWhat\ is\ the\ weather\ in\ Paris\?\Z", "system": r"\A\Z", "tools": [],
+                              "body": {"stream": True}}
     # what replay reads is what was sent
     [scenario] = load_scenarios(recorder.out)
     assert scenario.recording is not None
@@ -442,19 +444,202 @@ def test_an_upstream_that_drops_the_connection_before_its_headers_drops_the_clie
     assert settled(recorder.server)[-1]["outcome"] == ("upstream_closed" if kind == "disconnect" else "upstream_reset")
 
 
-def test_a_request_the_upstream_refuses_is_forwarded_and_recorded_matched_by_its_dialect(recorder, upstream):
+def test_a_request_the_upstream_refuses_is_forwarded_and_recorded_pinned_by_its_body(recorder, upstream):
     proxied, direct = both(recorder, upstream, {"model": "gpt-4o-mini"})  # no messages: a 400
     assert proxied.status == direct.status == 400 and proxied.body == direct.body
     wire = raw_exchange(recorder.url, CHAT, b"{not json")
     assert wire.status == 400 and b"invalid_json" in wire.body
-    files = recorder.files()
+    files = sorted(recorder.files(), key=lambda path: path.name.split("-")[1])
     assert len(files) == 2
-    for path in files:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
-        assert saved["match"] == {"dialect": "chat"}
-        assert saved["recording"]["status"] == 400
+    saved = [yaml.safe_load(path.read_text(encoding="utf-8")) for path in files]
+    assert saved[0]["match"] == {"dialect": "chat", "body": {"model": r"gpt\-4o\-mini"}}
+    assert saved[1]["match"]["dialect"] == "chat" and list(saved[1]["match"]["body"]) == ["mockstream_unparsed"]
+    assert all(s["recording"]["status"] == 400 and "answers no other" in s["description"] for s in saved)
     assert {p.name.split("-")[1] for p in files} == {"gpt", "unknown"}  # the model of the body, if it has one
     assert load_scenarios(recorder.out)
+
+
+def test_a_request_its_dialect_cannot_read_is_recorded_but_never_answers_another(recorder, upstream):
+    refused = raw_exchange(recorder.url, CHAT, json.dumps({"model": "gpt-4o-mini", "messages": []}).encode())
+    assert refused.status == 400
+    [path] = recorder.files()
+    names = recorder.server.call(lambda: recorder.server.state.scenarios.names())
+    assert path.stem not in names  # not added to the live scenarios
+    with MockServer(load_scenarios(recorder.out), speed=0) as replay:
+        reply = httpx.post(f"{replay.url}{CHAT}", json=chat(stream=False), timeout=10)
+        assert reply.status_code == 200, reply.text  # the default answers it, not the recorded 400
+        assert settled(replay)[-1]["scenario"] != path.stem
+
+
+def test_requests_that_differ_only_in_system_tools_or_stream_are_recorded_apart_and_replay_apart(make_recorder):
+    own = [
+        Scenario.from_dict({"name": "pirate", "match": {"system": "pirate"}, "content": "Arr."}),
+        Scenario.from_dict({"name": "tooled", "match": {"tools": ["get_weather"]}, "content": "Tooled."}),
+        Scenario.from_dict({"name": "plain", "match": {"user": "Same"}, "content": "Plain."}),
+    ]
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    bodies = [
+        chat(user="Same", stream=False),
+        chat(user="Same", stream=False, messages=[{"role": "system", "content": "You are a pirate."},
+                                                  {"role": "user", "content": "Same"}]),
+        chat(user="Same", stream=False, tools=[tool]),
+        chat(user="Same", stream=True),
+    ]
+    with MockServer(own, speed=0) as source:
+        recorder = make_recorder(source.url)
+        recorded = [raw_exchange(recorder.url, CHAT, json.dumps(body).encode()).body for body in bodies]
+    assert [b"Plain." in recorded[0], b"Arr." in recorded[1], b"Tooled." in recorded[2]] == [True] * 3
+    assert recorded[3].startswith(b"data: ")
+    files = recorder.files()
+    assert len(files) == 4 and not any(re.search(r"-\d+-[0-9a-f]{8}-2$", f.stem) for f in files)  # no takes
+    with MockServer(load_scenarios(recorder.out), speed=0) as replay:
+        replayed = [raw_exchange(replay.url, CHAT, json.dumps(body).encode()).body for body in bodies]
+    assert replayed == recorded
+
+
+def test_a_responses_loop_on_previous_response_id_is_recorded_turn_by_turn_and_replays(make_recorder):
+    loop = Scenario.from_dict({"name": "loop", "match": {"user": "Go|And then"},
+                               "turns": [{"content": "First turn."}, {"content": "Second turn."}]})
+
+    def run(url: str) -> list[dict]:
+        first = httpx.post(f"{url}/v1/responses", json={"model": "gpt-4o-mini", "input": "Go"}, timeout=10)
+        assert first.status_code == 200, first.text
+        second = httpx.post(f"{url}/v1/responses", timeout=10, json={
+            "model": "gpt-4o-mini", "input": "And then?", "previous_response_id": first.json()["id"]})
+        assert second.status_code == 200, second.text
+        return [first.json(), second.json()]
+
+    def text(answer: dict) -> str:
+        return "".join(part["text"] for item in answer["output"] for part in item.get("content", []))
+
+    with MockServer([loop], speed=0) as source:
+        recorder = make_recorder(source.url)
+        recorded = run(recorder.url)
+    assert [text(a) for a in recorded] == ["First turn.", "Second turn."]
+    turns = sorted(yaml.safe_load(path.read_text())["match"]["turn"] for path in recorder.files())
+    assert turns == [0, 1]
+    with MockServer(load_scenarios(recorder.out), speed=0, on_miss="error") as replay:
+        replayed = run(replay.url)
+    assert [text(a) for a in replayed] == ["First turn.", "Second turn."]
+    assert replayed[1]["id"] == recorded[1]["id"]  # the recorded answer, not a new one
+
+
+def test_the_model_rule_leaves_a_redacted_part_open_and_keeps_the_secret_out(recorder):
+    httpx.post(f"{recorder.url}{CHAT}", json=chat({"content": "x"}, model="ft:gpt-ACCT-123456", stream=False),
+               timeout=10)
+    [path] = recorder.files()
+    text = path.read_text(encoding="utf-8")
+    assert "123456" not in text
+    rule = re.compile(yaml.safe_load(text)["match"]["model"])
+    assert rule.fullmatch("ft:gpt-ACCT-123456") and rule.fullmatch("ft:gpt-ACCT-999999")
+    assert not rule.fullmatch("gpt-4o-mini")
+
+
+def test_credentials_in_the_upstream_url_are_refused_by_the_cli_and_never_reach_a_file(make_recorder, upstream):
+    from mockstream.process.cli import _upstream
+
+    with pytest.raises(ValueError, match="credentials"):
+        _upstream("http://user:hunter2secret@api.example.com")
+    host = upstream.url.removeprefix("http://")
+    recorder = make_recorder(f"http://user:hunter2secret@{host}")
+    assert "hunter2secret" not in recorder.proxy.upstream
+    reply = httpx.post(f"{recorder.url}{CHAT}", json=chat({"content": "ok"}, stream=False), timeout=10)
+    assert reply.status_code == 200
+    [path] = recorder.files()
+    text = path.read_text(encoding="utf-8")
+    assert "hunter2secret" not in text and "user@" not in text and upstream.url in text
+
+
+def test_a_client_that_leaves_an_endless_stream_ends_its_relay_within_the_deadline(make_recorder, paced):
+    recorder = make_recorder(paced.url, timeout=1.0)  # the deadline: min(timeout, 5 s) once the client left
+    body = chat({"random_tokens": 1000, "ttft_ms": 0, "itl_ms": 20})  # 20 s of tokens
+    with httpx.Client(timeout=10) as client, client.stream("POST", f"{recorder.url}{CHAT}", json=body) as response:
+        first = next(response.iter_raw())
+    assert first.startswith(b"data: {")
+    left = time.monotonic()
+    assert wait_until(lambda: not recorder.server.call(lambda: len(recorder.proxy._relays)), timeout=4)
+    assert time.monotonic() - left < 3.5
+    entry = settled(recorder.server)[-1]
+    assert entry["outcome"] == "client_disconnected" and entry["client_disconnected"] is True
+    assert recorder.files() == []  # it did not end: nothing recorded
+
+
+def test_a_long_recording_file_is_written_off_the_event_loop(recorder, monkeypatch):
+    import asyncio
+
+    import mockstream.record.proxy as proxy_module
+
+    on_loop: list[bool] = []
+    real = proxy_module.write_scenario
+
+    def spy(*args: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(*args)
+
+    monkeypatch.setattr(proxy_module, "write_scenario", spy)
+    short = raw_exchange(recorder.url, CHAT, json.dumps(chat({"content": "short"})).encode())
+    assert short.ending == "complete" and len(recorder.files()) == 1
+    long = chat({"random_tokens": proxy_module.INLINE_WRITES + 50, "chunk_gap_ms": 0})  # one write per token
+    wire = raw_exchange(recorder.url, CHAT, json.dumps(long).encode())
+    assert wire.ending == "complete" and len(wire.chunks) > proxy_module.INLINE_WRITES
+    assert len(recorder.files()) == 2  # written before the client saw the end
+    assert on_loop == [True, False]  # a short one inline, a long one in a thread
+
+
+def test_a_long_model_name_keeps_the_file_name_short(recorder):
+    model = "m" * 300
+    reply = httpx.post(f"{recorder.url}{CHAT}", json=chat({"content": "x"}, model=model, stream=False), timeout=10)
+    assert reply.status_code == 200
+    [path] = recorder.files()
+    assert len(path.name.encode()) <= 255 and f"-{'m' * 80}-0-" in path.name
+
+
+def _gzip_upstream() -> tuple[socket.socket, str]:
+    """An upstream that compresses its answer whatever the request asked (one connection, then done)."""
+    import gzip
+    import threading
+
+    body = gzip.compress(b'{"id": "chatcmpl-1", "choices": []}')
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                             b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_an_answer_compressed_despite_identity_reaches_the_client_but_is_not_recorded(make_recorder):
+    listener, url = _gzip_upstream()
+    with listener:
+        recorder = make_recorder(url)
+        reply = httpx.post(f"{recorder.url}{CHAT}", json=chat(stream=False), timeout=10)
+    assert reply.status_code == 200 and reply.json()["id"] == "chatcmpl-1"  # it decodes what came
+    assert recorder.files() == []
+    entry = settled(recorder.server)[-1]
+    assert entry["outcome"] == "not_recorded" and "compressed" in entry["recording_error"]
+
+
+def test_the_strict_and_on_miss_help_say_a_miss_still_goes_upstream_with_an_upstream():
+    from mockstream.process.cli import SERVE_FLAGS
+
+    helps = {flag.name: flag.help for flag in SERVE_FLAGS}
+    assert "upstream" in helps["strict"] and "--strict" in helps["on-miss"]
 
 
 def test_an_upstream_that_cannot_be_reached_is_a_502_in_the_dialects_words_and_nothing_is_recorded(make_recorder):
@@ -593,16 +778,41 @@ def test_any_bytes_round_trip_through_a_recording_file_write_by_write(texts, cut
         assert [round(w.at, 6) for w in got.writes] == [round(w.at, 6) for w in writes]
 
 
-def test_a_write_yaml_would_not_give_back_is_written_as_base64():
-    writes = (RecordedWrite(0.0, "\x85".encode()), RecordedWrite(0.001, b"data: ok\n\n"))  # NEL: YAML folds it
+def test_a_write_yaml_would_not_give_back_is_written_as_base64(monkeypatch):
+    import mockstream.record.store as store
+
+    def folding(text: str) -> Any:  # a YAML reader that folds NEL, as some do
+        doc = store.read_yaml.__wrapped__(text)  # type: ignore[attr-defined]
+        for write in doc["recording"]["writes"]:
+            if "text" in write:
+                write["text"] = write["text"].replace("\x85", "\n")
+        return doc
+
+    from mockstream.plan import schema
+
+    folding.__wrapped__ = schema.read_yaml  # type: ignore[attr-defined]
+    writes = (RecordedWrite(0.0, "\x85".encode()), RecordedWrite(0.001, b"data: ok\n\n"))
     recording = Recording(200, (), writes, "completed")
     with tempfile.TemporaryDirectory() as out:
+        # libyaml gives NEL back: text, read back the same by libyaml and by PyYAML
         path, scenario = write_scenario(
             Path(out), "chat-m-0-00000000", lambda name, take: document(name, "d", {}, recording), lambda name: False
         )
+        assert yaml.safe_load(path.read_text(encoding="utf-8"))["recording"]["writes"][0]["text"] == "\x85"
+        assert scenario.recording is not None and scenario.recording.writes == writes
+        monkeypatch.setattr(store, "read_yaml", folding)
+        path, _ = write_scenario(
+            Path(out), "chat-m-0-11111111", lambda name, take: document(name, "d", {}, recording), lambda name: False
+        )
         saved = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert saved["recording"]["writes"] == [{"at_ms": 0.0, "base64": "woU="}, {"at_ms": 1.0, "text": "data: ok\n\n"}]
-    assert scenario.recording is not None and scenario.recording.writes == writes
+
+
+def test_recordings_are_dumped_by_libyaml_when_pyyaml_has_it():
+    from mockstream.record import store
+
+    if hasattr(yaml, "CSafeDumper"):
+        assert issubclass(store._Dumper, yaml.CSafeDumper)
 
 
 # ---------------------------------------------------------------- the command line ---

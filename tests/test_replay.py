@@ -18,6 +18,9 @@ import pytest
 import wire
 from helpers import journal, openai_sdk, settled
 
+from mockstream.deliver.frames import TAIL, TOKEN
+from mockstream.dialects.recorded import kind_of
+from mockstream.plan.recording import RecordedWrite, Recording
 from mockstream.plan.schema import Scenario
 from mockstream.testing import MockServer
 
@@ -187,6 +190,23 @@ def test_a_fault_strikes_a_replay_at_its_recorded_tokens(upstream, make_server, 
     assert wire.text("chat", reply.events) == "abcde"[:at_token] and reply.error is not None
 
 
+def vllm_chunk(content: str, finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": {"content": content}, "finish_reason": finish}
+    return b"data: " + json.dumps({"id": "chatcmpl-v", "object": "chat.completion.chunk", "choices": [choice]}).encode()
+
+
+def test_a_last_piece_sent_with_its_finish_reason_is_a_token(make_server):
+    """vLLM sends the last piece of text and the finish_reason in one chunk: it counts as a token."""
+    assert kind_of(vllm_chunk("c", "stop") + b"\n\n") == TOKEN
+    assert kind_of(vllm_chunk("", "stop") + b"\n\n") == TAIL
+    body = b"".join(vllm_chunk(c, "stop" if c == "c" else None) + b"\n\n" for c in "abc") + b"data: [DONE]\n\n"
+    srv = make_server([recorded("vllm", [(0, body)])], speed=0)
+    knobs = {"fault": {"kind": "error_event", "at_token": 3, "message": "struck"}}
+    reply = wire.read(srv.url, "chat", wire.request_body("chat", knobs, model="vllm"))
+    assert wire.text("chat", reply.events) == "abc"
+    assert "struck" in wire.errors("chat", reply.events)[0].data
+
+
 def test_ttft_and_itl_in_the_request_override_the_recorded_timing(upstream, make_server):
     body, _ = captured(upstream.url, {"tokens": ["a", "b", "c"]})
     srv = make_server([recorded("retimed", [(0, body)])], speed=1)
@@ -224,3 +244,14 @@ def test_validate_names_the_file_and_field_of_a_bad_recording(tmp_path):
     assert f"{bad}: recording.writes[1].at_ms: writes must be in time order" in result.stderr
     assert f"{bad}: recording.writes[2].base64: not valid base64" in result.stderr
     assert f"{bad}: recording.end: expected one of: completed, upstream_closed, reset, timeout" in result.stderr
+
+
+def test_a_recording_joins_its_body_and_finds_its_answer_id_once():
+    writes = (RecordedWrite(0, b'data: {"type":"response.created","response":{"id":"resp_'),
+              RecordedWrite(0.1, b'abc"}}\n\n'))
+    recording = Recording(200, (("content-type", "text/event-stream"),), writes)
+    assert recording.body == b"".join(write.data for write in writes)
+    assert recording.body is recording.body  # worked out once, not per read
+    assert recording.answer_id == "resp_abc"
+    assert Recording(200, (), ()).answer_id is None
+    assert recording == Recording(200, (("content-type", "text/event-stream"),), writes)

@@ -11,6 +11,8 @@ import pytest
 from helpers import MOCKSTREAM
 
 from mockstream import Scenario, ScenarioError, load_scenarios
+from mockstream.plan import Ask
+from mockstream.plan.rules import Match
 from mockstream.plan.schema import FINISH_REASONS, load_file, parse_scenarios
 
 REPO_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -85,11 +87,15 @@ content: sunny
 """)
     [scenario] = load_scenarios(path)
     match = scenario.match
-    assert match("gpt-4o-mini", "What's the WEATHER like?", {"x-tenant": "acme"})
-    assert not match("gpt-3.5-turbo", "weather", {"x-tenant": "acme"})  # model is a full match
-    assert not match("gpt-4o", "hello", {"x-tenant": "acme"})
-    assert not match("gpt-4o", "weather", {"x-tenant": "other"})
-    assert not Scenario.from_dict({"name": "no-rules"}).match("gpt-4o", "weather", {})
+
+    def holds(model: str, user: str, headers: dict[str, str], rules: Match = match) -> bool:
+        return rules.holds(Ask(model, stream=False, last_user=user), headers)
+
+    assert holds("gpt-4o-mini", "What's the WEATHER like?", {"x-tenant": "acme"})
+    assert not holds("gpt-3.5-turbo", "weather", {"x-tenant": "acme"})  # model is a full match
+    assert not holds("gpt-4o", "hello", {"x-tenant": "acme"})
+    assert not holds("gpt-4o", "weather", {"x-tenant": "other"})
+    assert not holds("gpt-4o", "weather", {}, Scenario.from_dict({"name": "no-rules"}).match)
 
 
 # ---------------------------------------------------------------- errors ---

@@ -14,7 +14,7 @@ from ..deliver.sse import framing
 from ..errors import RequestError
 from ..plan import Ask, Choice, Plan
 from .clock import interleave
-from .conversation import CHAT_ROLES, Talk, entries, tool_names
+from .conversation import CHAT_ROLES, Talk, entries
 from .openai import (
     OpenAIDialect,
     at_least,
@@ -73,15 +73,10 @@ class Chat(OpenAIDialect):
             model=model,
             stream=stream,
             prompt_tokens=count_prompt_tokens(messages),
-            last_user=talk.last_user,
             n=n,
             max_tokens=min(limits) if limits else None,
             include_usage=include_usage(body, stream),
-            turn=talk.turn,
-            last_role=talk.last_role,
-            tool_result=talk.tool_result,
-            system=talk.system,
-            tools=_offered(body),
+            **talk.fields(_offered(body)),
         )
 
     def encode(self, plan: Plan) -> Iterator[Frame]:
@@ -149,7 +144,7 @@ def _hear(talk: Talk, message: dict[str, Any]) -> None:
         talk.user(message.get("content"))
 
 
-def _offered(body: dict[str, Any]) -> tuple[str, ...]:
+def _offered(body: dict[str, Any]) -> list[Any]:
     """The names of `tools[].function` (`tools[].custom` for a custom tool) and of legacy `functions[]`."""
     names = [
         spec.get("name")
@@ -158,7 +153,7 @@ def _offered(body: dict[str, Any]) -> tuple[str, ...]:
         if isinstance(spec, dict)
     ]
     names += [function.get("name") for function in entries(body.get("functions"))]
-    return tool_names(names)
+    return names
 
 
 def _opens_with_call(choice: Choice) -> bool:

@@ -72,6 +72,17 @@ class Talk:
         """The system texts, oldest first, one per line."""
         return "\n".join(self._system)
 
+    def fields(self, tools: Iterable[Any] = ()) -> dict[str, Any]:
+        """What an `Ask` says of the conversation, with the names of the `tools` offered: `Ask(..., **fields)`."""
+        return {
+            "last_user": self.last_user,
+            "turn": self.turn,
+            "last_role": self.last_role,
+            "tool_result": self.tool_result,
+            "system": self.system,
+            "tools": tool_names(tools),
+        }
+
 
 def tool_names(names: Iterable[Any]) -> tuple[str, ...]:
     """The names of the tools offered, sorted, each once (anything not a string is not a name)."""

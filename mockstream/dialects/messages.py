@@ -19,7 +19,7 @@ from ..plan import Ask, Choice, Plan
 from ..plan.content import count_tokens
 from . import JsonDialect
 from .clock import interleave
-from .conversation import Talk, entries, tool_names
+from .conversation import Talk, entries
 from .openai import dumps, message_text
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
@@ -68,14 +68,9 @@ def parse(body: dict[str, Any]) -> Ask:
         model=model,
         stream=bool(_field(body, "stream", bool)),
         prompt_tokens=prompt,
-        last_user=talk.last_user,
         max_tokens=max_tokens,
-        turn=talk.turn,
-        last_role=talk.last_role,
-        tool_result=talk.tool_result,
-        system=talk.system,
-        tools=tool_names(tool.get("name") for tool in entries(body.get("tools"))),
         previous=_continues(body.get("thread")),
+        **talk.fields(tool.get("name") for tool in entries(body.get("tools"))),
     )
 
 

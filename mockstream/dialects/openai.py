@@ -115,13 +115,6 @@ def count_prompt_tokens(messages: list[dict]) -> int:
     return total
 
 
-def last_user_text(messages: list[dict]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            return message_text(message.get("content"))
-    return ""
-
-
 def usage_object(usage: Usage) -> dict[str, Any]:
     return {
         "prompt_tokens": usage.prompt_tokens,

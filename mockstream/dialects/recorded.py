@@ -38,12 +38,14 @@ def kind_of(event: bytes) -> int:
     if isinstance(choices, list):  # Chat Completions and legacy Completions chunks
         if not choices and value.get("usage"):
             return TAIL
+        ended = False
         for choice in choices:
             if isinstance(choice, dict):
-                if choice.get("finish_reason"):
-                    return TAIL
-                if _carries_text(choice):
+                if _carries_text(choice):  # a last piece with its finish_reason (vLLM sends them together)
                     return TOKEN
+                ended = ended or bool(choice.get("finish_reason"))
+        if ended:
+            return TAIL
     return EVENT
 
 

@@ -17,7 +17,7 @@ from ..errors import Failure, RequestError, in_band_error
 from ..plan import Ask, Choice, Plan
 from ..plan.content import count_tokens
 from .clock import interleave
-from .conversation import Talk, entries, tool_names
+from .conversation import Talk, entries
 from .openai import OpenAIDialect, dumps, message_text, require
 
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -64,14 +64,9 @@ def parse(body: dict[str, Any]) -> Ask:
         model=model,
         stream=stream,
         prompt_tokens=prompt,
-        last_user=talk.last_user,
         max_tokens=max_tokens,
-        turn=talk.turn,
-        last_role=talk.last_role,
-        tool_result=talk.tool_result,
-        system=talk.system,
-        tools=tool_names(names),
         previous=previous,
+        **talk.fields(names),
     )
 
 

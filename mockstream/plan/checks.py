@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -136,3 +137,18 @@ def _json_number(number: float) -> float | int:
 def _plain(number: float) -> str:
     """3600000.0 -> '3600000', 0.5 -> '0.5' (never '3.6e+06' in a message meant for people)."""
     return str(int(number)) if float(number).is_integer() else repr(number)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_surrogates(value: Any) -> Any:
+    """A JSON value with every lone surrogate (JSON allows "\\ud800", UTF-8 cannot carry it) as U+FFFD, so an
+    answer that echoes it, or a file that keeps it, can be encoded. Recursive: give it a value of bounded depth."""
+    if isinstance(value, str):
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {clean_surrogates(k): clean_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_surrogates(v) for v in value]
+    return value

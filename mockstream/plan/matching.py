@@ -10,9 +10,8 @@ scenarios came closest and why each failed.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from ..errors import RequestError, Unmatched
 from .plan import Ask
@@ -25,9 +24,9 @@ SCRIPTING_KNOBS = (*TEXT_SOURCES, "tool_calls", "sequence", "turns")
 CLOSEST = 3  # scenarios a miss report names
 
 
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """The scenario that answers, and whether the request was a miss (nothing chose it, the default answers)."""
+class Selection(NamedTuple):
+    """The scenario that answers, and whether the request was a miss (nothing chose it, the default answers).
+    (A tuple, not a dataclass: every request makes one.)"""
 
     scenario: Scenario
     missed: bool = False
@@ -102,20 +101,6 @@ class Scenarios:
             self._takes = {key: group for key, group in takes.items() if len(group) > 1}
         return self._matchable
 
-    def select(
-        self,
-        headers: Mapping[str, str],
-        knobs: Mapping[str, Any],
-        ask: Ask,
-        body: Any = None,
-        dialect: str = "",
-        *,
-        session: str | None = None,
-        sequences: Sequences | None = None,
-    ) -> Scenario:
-        """The scenario that answers (see `choose`)."""
-        return self.choose(headers, knobs, ask, body, dialect, session=session, sequences=sequences).scenario
-
     def choose(
         self,
         headers: Mapping[str, str],
@@ -157,12 +142,21 @@ class Scenarios:
             return scenario
         return group[sequences.step((session, "takes", key), len(group), False)]
 
-    def report(self, ask: Ask, headers: Mapping[str, str], body: Any = None, dialect: str = "") -> list[dict]:
+    def report(
+        self,
+        ask: Ask,
+        headers: Mapping[str, str],
+        body: Any = None,
+        dialect: str = "",
+        among: Sequence[Scenario] | None = None,
+    ) -> list[dict]:
         """The miss report: the scenarios with match rules that came closest (fewest failed rules, then load
-        order; at most CLOSEST), each with the rules that failed: `[{scenario, failed: [{rule, wanted, got}]}]`."""
+        order; at most CLOSEST), each with the rules that failed: `[{scenario, failed: [{rule, wanted, got}]}]`.
+        `among`: the scenarios to judge (`matchable()` as it was when the request came, for a report built
+        later); the loaded ones by default."""
         lowered = {k.lower(): v for k, v in headers.items()}
         scored = []
-        for order, scenario in enumerate(self.matchable()):
+        for order, scenario in enumerate(self.matchable() if among is None else among):
             failed = scenario.match.failures(ask, lowered, body, dialect)
             if failed:
                 scored.append((len(failed), order, scenario.name, failed))
@@ -220,22 +214,13 @@ class Sequences:
         self._positions.clear()
 
 
-@dataclass(frozen=True, slots=True)
-class Resolved:
+class Resolved(NamedTuple):
     """The knobs of one call, the sequence position used (None without a sequence) and the `turns` entry
-    used (None without turns)."""
+    used (None without turns). (A tuple: every request makes one.)"""
 
     knobs: dict[str, Any]
     position: int | None
     turn: int | None
-
-
-def resolve(
-    scenario: Scenario, knobs: Mapping[str, Any], session: str | None, sequences: Sequences, turn: int = 0
-) -> tuple[dict[str, Any], int | None]:
-    """The knobs that answer this call and the sequence position used (see `resolved`)."""
-    done = resolved(scenario, knobs, session, sequences, turn)
-    return done.knobs, done.position
 
 
 def resolved(

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Problem
@@ -22,6 +23,8 @@ from .checks import Invalid, integer, number, type_name
 ENDS = ("completed", "upstream_closed", "reset", "timeout")
 FIELDS = ("status", "headers", "writes", "end", "take", "request", "upstream")
 MAX_AT_MS = 86_400_000.0  # a day
+# The id of a recorded answer: the first Responses or Anthropic message id in its bytes.
+_ANSWER_ID = re.compile(rb'"id"\s*:\s*"((?:resp|msg)_[^"]+)"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +42,15 @@ class Recording:
     take: int = 1  # the same request recorded again is take 2, 3...: answered in this order
     request: Any = None  # the request as it was recorded (secrets redacted): for reading, never matched
     upstream: str = ""  # where it was recorded from
+    # Worked out once from the writes (every replay reads them):
+    body: bytes = field(init=False, repr=False, compare=False)  # the writes joined
+    answer_id: str | None = field(init=False, repr=False, compare=False)  # the resp_/msg_ id it answered with
 
-    @property
-    def body(self) -> bytes:
-        return b"".join(write.data for write in self.writes)
+    def __post_init__(self) -> None:
+        body = b"".join(write.data for write in self.writes)
+        found = _ANSWER_ID.search(body)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "answer_id", found.group(1).decode("utf-8", "replace") if found else None)
 
     def header(self, name: str) -> str | None:
         name = name.lower()

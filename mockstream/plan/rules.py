@@ -54,7 +54,7 @@ class BodyRule:
         for part in self.path.split("."):
             if isinstance(value, dict):
                 value = value.get(part, _ABSENT)
-            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            elif isinstance(value, list) and part.isdecimal() and int(part) < len(value):
                 value = value[int(part)]
             else:
                 return _ABSENT
@@ -67,6 +67,12 @@ class BodyRule:
         if self.pattern is not None:
             return isinstance(got, str) and self.pattern.fullmatch(got) is not None
         return got is not _ABSENT and _same(got, self.wanted)
+
+
+def _given(match: Match, name: str) -> bool:
+    """Is the rule `name` given? (`tools: []` is: no tools offered; `headers` and `body` are when not empty.)"""
+    value = getattr(match, name)
+    return value is not None and (name == "tools" or value != ())
 
 
 def _same(got: Any, wanted: Any) -> bool:
@@ -88,19 +94,14 @@ class Match:
     last_role: str | None = None
     tool_result: re.Pattern | None = None
     system: re.Pattern | None = None
-    tools: frozenset[str] | None = None  # the offered set, exactly
+    tools: tuple[str, ...] | None = None  # the offered set, exactly: sorted, each once (as `Ask.tools` is)
     body: tuple[BodyRule, ...] = ()
     empty: bool = field(init=False, repr=False, compare=False)
     _model: re.Pattern | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_model", None if self.model is None else re.compile(self.model))
-        given = [getattr(self, name) for name in MATCH_FIELDS]
-        object.__setattr__(self, "empty", all(value is None or value == () for value in given))
-
-    def __call__(self, model: str, last_user: str, headers: Mapping[str, str]) -> bool:
-        """The rules against a request of this model, last user message and (lower-case) headers."""
-        return self.holds(Ask(model, stream=False, last_user=last_user), headers)
+        object.__setattr__(self, "empty", not any(_given(self, name) for name in MATCH_FIELDS))
 
     def holds(self, ask: Ask, headers: Mapping[str, str], body: Any = None, dialect: str = "") -> bool:
         """Do all rules hold? `headers` with lower-case names; `body` the request's JSON object."""
@@ -120,7 +121,7 @@ class Match:
             return False
         if self.system is not None and not self.system.search(ask.system):
             return False
-        if self.tools is not None and frozenset(ask.tools) != self.tools:
+        if self.tools is not None and ask.tools != self.tools:
             return False
         if not all(headers.get(name) == value for name, value in self.headers):
             return False
@@ -153,7 +154,7 @@ class Match:
             if pattern is not None:
                 check(name, pattern.pattern, text, bool(pattern.search(text)))
         if self.tools is not None:
-            check("tools", sorted(self.tools), sorted(set(ask.tools)), frozenset(ask.tools) == self.tools)
+            check("tools", list(self.tools), list(ask.tools), ask.tools == self.tools)
         for rule in self.body:
             got = rule.got(body)
             check(f"body.{rule.path}", rule.wanted, None if got is _ABSENT else got, rule.holds(body))
@@ -163,15 +164,15 @@ class Match:
         """The rules as a scenario file writes them (what `parse_match` reads back)."""
         out: dict[str, Any] = {}
         for name in MATCH_FIELDS:
-            value = getattr(self, name)
-            if value is None or value == ():
+            if not _given(self, name):
                 continue
+            value = getattr(self, name)
             if isinstance(value, re.Pattern):
                 value = value.pattern
             elif name == "headers":
                 value = dict(value)
             elif name == "tools":
-                value = sorted(value)
+                value = list(value)
             elif name == "body":
                 value = {rule.path: rule.wanted for rule in value}
             out[name] = value
@@ -220,7 +221,7 @@ def parse_match(raw: Any, path: str) -> tuple[Match, list[Problem]]:
             elif key == "tools":
                 if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
                     raise Invalid(where, "expected an array of tool names (an empty array: no tools offered)")
-                rules[key] = frozenset(value)
+                rules[key] = tuple(sorted(set(value)))
             elif key == "body":
                 rules[key] = _body(value, where, problems)
         except re.error as exc:

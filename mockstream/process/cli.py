@@ -120,6 +120,12 @@ def _upstream(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise ValueError(f"expected the upstream's base URL, http(s)://HOST[:PORT][/PREFIX], got {text!r}")
+    if "@" in parts.netloc:
+        raise ValueError(
+            "the upstream URL holds credentials (user:password@), which would be written to every recording: "
+            "give the URL without them and send the credentials as headers from the client (Authorization, "
+            "x-api-key)"
+        )
     return text.rstrip("/")
 
 
@@ -226,9 +232,17 @@ SERVE_FLAGS = (
         None,
         "what answers a request no scenario matches: error (a 404 naming the closest scenarios), proxy (the "
         "upstream, recorded) or default (the built-in answer); unset: proxy with --upstream, else error when "
-        "a loaded scenario holds a recording, else default",
+        "a loaded scenario holds a recording, else default; proxy forwards a miss to the upstream even with "
+        "--strict",
     ),
-    Flag("strict", _switch, False, "a request no scenario matches gets the 404 naming the closest ones", bare=True),
+    Flag(
+        "strict",
+        _switch,
+        False,
+        "a request no scenario matches gets the 404 naming the closest ones; with --upstream (--on-miss proxy) "
+        "a miss still goes to the upstream and is recorded",
+        bare=True,
+    ),
     *RECORD_ONLY,
 )
 # `mockstream record`: the proxy and the server settings that still mean something with no scenarios.

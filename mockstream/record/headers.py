@@ -27,8 +27,9 @@ HOP_BY_HOP = frozenset(
         "content-encoding",
     }
 )
-# The answer's headers that matter: passed to the client and recorded.
-KEPT_NAMES = frozenset({"content-type", "content-encoding", "x-request-id", "request-id"})
+# The answer's headers that matter: passed to the client and recorded. Not content-encoding: the request asks
+# for identity, and an answer compressed all the same is not recorded (see proxy.py).
+KEPT_NAMES = frozenset({"content-type", "x-request-id", "request-id"})
 KEPT_PREFIXES = ("retry-after", "x-ratelimit-", "anthropic-ratelimit-", "openai-", "anthropic-")
 
 

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ..plan.checks import clean_surrogates
 from ..plan.recording import RecordedWrite, Recording
 from ..plan.recording import parse as parse_recording
-from ..plan.schema import SCENARIO_VERSION, Scenario, load_file
+from ..plan.schema import SCENARIO_VERSION, Scenario, load_file, read_yaml
 
 if TYPE_CHECKING:
     from ..plan import Ask
@@ -36,7 +37,6 @@ SECRET_HEADERS = ("authorization", "proxy-authorization", "api-key", "x-api-key"
 # blank every occurrence of a common word in the recorded answer.
 MIN_SECRET = 16
 _ANY = r"[\s\S]+?"  # what a redacted part of a match rule's text stands for
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -106,13 +106,17 @@ class Redaction:
             return [self.value(v) for v in value]
         return value
 
-    def anchored(self, text: str) -> str:
-        """A regex that holds for exactly `text` (`search`ed: anchored at both ends), its secrets left open."""
+    def pattern(self, text: str) -> str:
+        """A regex that `fullmatch`es exactly `text`, its secrets left open (each as `[\\s\\S]+?`)."""
         parts, last = [], 0
         for start, end in self.spans(text):
             parts += [re.escape(text[last:start]), _ANY]
             last = end
-        return r"\A" + "".join(parts) + re.escape(text[last:]) + r"\Z"
+        return "".join(parts) + re.escape(text[last:])
+
+    def anchored(self, text: str) -> str:
+        """A regex that holds for exactly `text` when `search`ed (anchored at both ends), its secrets left open."""
+        return r"\A" + self.pattern(text) + r"\Z"
 
     def writes(self, writes: Sequence[RecordedWrite]) -> tuple[RecordedWrite, ...]:
         """The writes with their secrets replaced, looked for across write boundaries (a key can be split over
@@ -159,31 +163,46 @@ class Redaction:
         return tuple(out)
 
 
-def clean(value: Any) -> Any:
-    """A JSON value with lone surrogates (JSON allows them, UTF-8 cannot carry them) as U+FFFD."""
-    if isinstance(value, str):
-        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {clean(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [clean(v) for v in value]
-    return value
-
-
 # ---------------------------------------------------------------- what a request says ---
-def match_rules(dialect: str, ask: Ask | None, redaction: Redaction) -> dict[str, Any]:
-    """The `match` of a recording: the request's dialect and, when it parsed, its model, its place in the
-    conversation and its newest text, so a recorded directory answers a conversation turn by turn."""
+def match_rules(dialect: str, ask: Ask, redaction: Redaction, body: Any = None) -> dict[str, Any]:
+    """The `match` of a recording of a request that parsed: its dialect, its model, its place in the
+    conversation, its newest text, its system prompt, the tools it offers and whether it streams, so a recorded
+    directory answers a conversation turn by turn and two requests that differ in any of these never cross.
+    `body` is the request's JSON object (its `stream` field, when it has one, is pinned: a body rule cannot
+    say "absent", so a request without the field is not told from one that streams)."""
     rules: dict[str, Any] = {"dialect": dialect}
-    if ask is None:
-        return rules
-    rules["model"] = re.escape(ask.model)
+    rules["model"] = redaction.pattern(clean_surrogates(ask.model))
     rules["turn"] = ask.turn
     rules["last_role"] = ask.last_role
     if ask.last_user:
-        rules["user"] = redaction.anchored(clean(ask.last_user))
+        rules["user"] = redaction.anchored(clean_surrogates(ask.last_user))
     if ask.last_role == "tool":
-        rules["tool_result"] = redaction.anchored(clean(ask.tool_result))
+        rules["tool_result"] = redaction.anchored(clean_surrogates(ask.tool_result))
+    rules["system"] = redaction.anchored(clean_surrogates(ask.system))
+    rules["tools"] = sorted({redaction.text(clean_surrogates(name)) for name in ask.tools})
+    stream = body.get("stream") if isinstance(body, dict) else None
+    if isinstance(stream, bool):
+        rules["body"] = {"stream": stream}
+    return rules
+
+
+UNPARSED = "mockstream_unparsed"  # the body rule that pins a request with no object body (no request has it)
+
+
+def pinned_rules(dialect: str, body: Any, redacted: Any, redaction: Redaction) -> dict[str, Any]:
+    """The `match` of a recording of a request its dialect could not read (a 400, bad JSON): a `body` rule per
+    top-level field with its exact value (a string as its escaped text, secrets left open), so it answers no
+    other request. A body that is no object, or none of whose fields can be a rule, gets a rule no request holds."""
+    rules: dict[str, Any] = {"dialect": dialect}
+    pinned: dict[str, Any] = {}
+    if isinstance(body, dict) and isinstance(redacted, dict):
+        for (key, value), (redacted_key, redacted_value) in zip(body.items(), redacted.items()):
+            if not key or "." in key or redacted_key != key:
+                continue  # not a dotted path of one step (or a secret): the other fields pin it
+            pinned[key] = redaction.pattern(value) if isinstance(value, str) else redacted_value
+    if not pinned:
+        pinned[UNPARSED] = digest(redacted)
+    rules["body"] = pinned
     return rules
 
 
@@ -193,9 +212,14 @@ def digest(request: Any) -> str:
     return hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
 
 
+MODEL_CHARS = 80  # of a model's name in a file name: the name stays far below the 255 bytes a file system allows
+
+
 def file_stem(dialect: str, model: str, turn: int, hashed: str) -> str:
-    """`<dialect>-<model>-<turn>-<hash>`, the model's characters outside [A-Za-z0-9._-] as `_`."""
-    return f"{dialect}-{_UNSAFE.sub('_', model).strip('.') or 'unknown'}-{turn}-{hashed}"
+    """`<dialect>-<model>-<turn>-<hash>`, the model's characters outside [A-Za-z0-9._-] as `_`, its first
+    MODEL_CHARS kept."""
+    safe = _UNSAFE.sub("_", model)[:MODEL_CHARS].strip(".")
+    return f"{dialect}-{safe or 'unknown'}-{turn}-{hashed}"
 
 
 # ---------------------------------------------------------------- the file ---
@@ -213,8 +237,8 @@ class _Flow(dict):
     """A mapping dumped on one line (`{at_ms: 12.5, text: "..."}`): one write per line."""
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """libyaml's emitter when PyYAML has it (several times faster for thousands of writes), else PyYAML's."""
 
 
 def _flow(dumper: Any, data: _Flow) -> Any:
@@ -235,7 +259,7 @@ def dump(doc: Mapping[str, Any]) -> str:
         text = yaml.dump(
             {**doc, "recording": recording}, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=1 << 30
         )
-        loaded, _problems = parse_recording(yaml.safe_load(text)["recording"], "recording")
+        loaded, _problems = parse_recording(read_yaml(text)["recording"], "recording")  # as replay reads it
         got = loaded.writes if loaded is not None else ()
         wrong = [i for i, write in enumerate(expected) if i >= len(got) or got[i].data != write.data]
         if not wrong and len(got) == len(expected):

@@ -23,13 +23,29 @@ DEFAULT_SIZE = 1000
 
 @dataclass(slots=True)
 class Entry:
-    """One API request. `outcome`: in_progress, completed, fault:<kind>, client_disconnected, rejected or
-    unmatched (a strict server's 404 for a request no scenario matched).
+    """One API request and how it ended.
 
-    `extra` holds what only some requests have: `sequence_index` (the sequence step used), `turn` (the
-    `turns` entry used), `miss` (the request fell through to the built-in default, or was refused as
-    unmatched: the miss report, `[{"scenario", "failed": [{"rule", "wanted", "got"}]}]`, empty when no loaded
-    scenario has match rules), `fault`, `last_event_id`."""
+    `outcome`: `in_progress` until it ends, then one of
+    - `completed`: the answer was sent whole;
+    - `fault:<kind>`: a fault ended it (`fault:reset`, `fault:truncate`, `fault:http_error`...);
+    - `replay:<end>`: a recording replayed to its recorded end (`replay:upstream_closed`, `replay:reset`,
+      `replay:timeout`);
+    - `client_disconnected`: the client went away first;
+    - `rejected`: a 4xx for the request itself (bad JSON, an unknown scenario named...);
+    - `unmatched`: the 404 of a request no scenario matched (strict, or `on_miss` "error");
+    - `shutdown`: the server stopped mid-answer; `internal_error`: a bug answered with a 500;
+    - proxied to an upstream (`on_miss` "proxy", `mockstream record`): `recorded` (recorded whole),
+      `recorded:<end>` (recorded up to how the upstream ended it), `not_recorded` (forwarded, not kept),
+      `upstream_timeout`, `upstream_unreachable`, `upstream_closed`, `upstream_reset`.
+
+    `extra` holds what only some requests have: `fault` (the fault that struck, described), `recording`
+    (the recording file that answered, or the one a proxied answer was recorded to), `miss` (the request fell
+    through to the built-in default, or was refused as unmatched: the miss report, `[{"scenario", "failed":
+    [{"rule", "wanted", "got"}]}]`, empty when no loaded scenario has match rules; read it as `Entry.miss`,
+    which builds a report left for later), `turn` (the `turns` entry used), `sequence_index` (the sequence
+    step used), `last_event_id` (the Last-Event-ID a client resumed with), `upstream` (where a proxied
+    request went), `recording_error` (why a proxied answer could not be recorded), `client_disconnected`
+    (true: the client of a proxied request left before the upstream's answer ended)."""
 
     id: int
     time: float  # wall-clock seconds when the request arrived
@@ -47,6 +63,9 @@ class Entry:
     first_byte_at: float | None = None  # wall-clock seconds of the first and last body byte written
     last_byte_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # A miss report not built yet: what builds it (the server leaves most reports for whoever reads them). An
+    # init field, so a copy (`dataclasses.replace`, what the pytest plugin hands a test) can still build it.
+    _pending_miss: Callable[[], list[dict[str, Any]]] | None = field(default=None, repr=False, kw_only=True)
 
     @property
     def body(self) -> Any:
@@ -59,15 +78,25 @@ class Entry:
                 return bytes(source).decode("utf-8", "replace")
         return source
 
+    def missed(self, report: Callable[[], list[dict[str, Any]]]) -> None:
+        """No scenario matched this request: `report()` builds its miss report once someone reads it."""
+        self._pending_miss = report
+
     @property
     def miss(self) -> list[dict[str, Any]] | None:
         """The miss report of a request that no scenario matched (see `extra`), else None."""
+        pending = self._pending_miss
+        if pending is not None:
+            self._pending_miss = None
+            self.extra["miss"] = pending()
         return self.extra.get("miss")
 
     def to_json(self) -> dict[str, Any]:
+        if self._pending_miss is not None:
+            self.miss  # noqa: B018 (builds the report into `extra`)
         data = asdict(self)
         extra = data.pop("extra")
-        shown = {name: value for name, value in data.items() if name != "source"}
+        shown = {name: value for name, value in data.items() if name not in ("source", "_pending_miss")}
         shown["body"] = self.body
         return {**shown, **extra}
 

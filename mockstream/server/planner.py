@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
+from functools import partial
 from typing import Any
 
 from ..dialects import Asked, Dialect, RequestView
@@ -18,6 +18,7 @@ from ..dialects.conversation import keeps
 from ..errors import RequestError
 from ..faults import Fault
 from ..plan import Ask, Plan, make_plan, request_seed
+from ..plan.checks import clean_surrogates
 from ..plan.matching import resolved
 from ..plan.schema import KNOBS_HEADER, request_knobs
 from .journal import Entry
@@ -84,8 +85,8 @@ def _asked(
     # body as sent. Only an escape or the bytes of an encoded surrogate can hold one: most bodies skip this.
     if (raw is None or b"\\u" in raw or b"\xed" in raw) and _has_surrogate(asked.request):
         ask = asked.ask
-        cleaned = {f.name: _clean(getattr(ask, f.name)) for f in dataclasses.fields(ask)}
-        asked = Asked(dataclasses.replace(ask, **cleaned), _clean(asked.knobs), asked.request)
+        cleaned = {f.name: clean_surrogates(getattr(ask, f.name)) for f in dataclasses.fields(ask)}
+        asked = Asked(dataclasses.replace(ask, **cleaned), clean_surrogates(asked.knobs), asked.request)
     return asked, request_knobs(asked.knobs, header)
 
 
@@ -107,29 +108,11 @@ def _has_surrogate(value: Any) -> bool:
     return False
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _clean(value: Any) -> Any:
-    """`value` with every lone surrogate replaced by U+FFFD (bounded depth: the body passed MAX_DEPTH)."""
-    if isinstance(value, str):
-        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
-_RECORDED_ID = re.compile(rb'"id"\s*:\s*"((?:resp|msg)_[^"]+)"')
-
-
 def answer_id(plan: Plan, dialect: str) -> str | None:
     """The id a later request names to continue this answer: the one the dialect spells from the plan, or
-    the first one in a recorded answer's bytes."""
+    the one a recorded answer holds."""
     if plan.replay is not None:
-        found = _RECORDED_ID.search(plan.replay.recording.body)
-        return found.group(1).decode() if found else None
+        return plan.replay.recording.answer_id
     return ("resp_" if dialect == "responses" else "msg_") + plan.uid
 
 
@@ -154,23 +137,21 @@ class Planner:
         asked, knobs = recent.cached(key, lambda: _asked(dialect, request, raw, header))
         if raw is None:
             entry.source = asked.request  # the JSON request a query string stands for
-        ask = state.conversations.resolve(asked.ask)  # a request that names earlier turns sees them all
-        chosen = state.scenarios.choose(
+        ask = state.conversations.resolve(asked.ask, dialect.name)  # a request naming earlier turns sees them all
+        scenario, missed = state.scenarios.choose(
             request.headers, knobs, ask, asked.request, dialect.name, session=entry.session, sequences=state.sequences
         )
-        if chosen.missed and self._missed(entry, request, ask, asked.request, dialect):
+        if missed and self._missed(entry, request, ask, asked.request, dialect):
             return None
-        scenario = chosen.scenario
-        done = resolved(scenario, knobs, entry.session, state.sequences, ask.turn)
-        merged, position = done.knobs, done.position
+        merged, position, turn = resolved(scenario, knobs, entry.session, state.sequences, ask.turn)
         if position is not None:
             entry.extra["sequence_index"] = position
-        if done.turn is not None:
-            entry.extra["turn"] = done.turn
+        if turn is not None:
+            entry.extra["turn"] = turn
         settings = state.settings
         fault = self._roll(merged.get("fault"))
 
-        def planned() -> tuple[object, Plan]:  # the entry keeps its scenario, so no other takes its id
+        def planned() -> tuple[object, Plan, str | None]:  # the entry keeps its scenario, so no other takes its id
             seed = request_seed(merged.get("seed", settings.seed), asked.request, f"{scenario.name}\0{position}")
             plan = make_plan(
                 merged,
@@ -182,7 +163,9 @@ class Planner:
                 recording=scenario.recording,
                 source=scenario.source,
             )
-            return scenario, plan
+            # The API keeps this answer (a later request may continue it): under this id.
+            kept = answer_id(plan, dialect.name) if keeps(dialect.name, asked.request) else None
+            return scenario, plan, kept
 
         # What a Plan depends on besides the request: the scenario object (its id, the cached entry keeps it
         # alive), the sequence step, the server's seed and speed, whether the fault struck, the earlier turns.
@@ -190,24 +173,29 @@ class Planner:
         if key is not None:
             resolved_ask = None if ask is asked.ask else ask
             plan_key = (key, id(scenario), position, settings.seed, settings.speed, fault is not None, resolved_ask)
-        plan = recent.cached(plan_key, planned)[1]
-        if keeps(dialect.name, asked.request):  # the API keeps this answer: a later request may continue it
-            answer = answer_id(plan, dialect.name)
-            if answer is not None:
-                state.conversations.remember(answer, ask, any(choice.tool_calls for choice in plan.choices))
+        _, plan, kept = recent.cached(plan_key, planned)
+        if kept is not None:
+            state.conversations.remember(kept, ask)
         return plan
 
     def _missed(self, entry: Entry, request: RequestView, ask: Ask, body: Any, dialect: Dialect) -> bool:
         """A miss: its report goes into the journal; True when the proxy answers it, Unmatched when the server
-        is strict (or `on_miss` is "error"), False when the default answers."""
+        is strict (or `on_miss` is "error"), False when the default answers. The default answering, the report
+        is built only if someone reads it (`Entry.miss`): against the scenarios loaded now."""
         state = self.state
         settings, scenarios = state.settings, state.scenarios
-        report = scenarios.report(ask, request.headers, body, dialect.name) if scenarios.matchable() else []
-        entry.extra["miss"] = report
-        if settings.on_miss == "proxy" and state.proxy is not None:
-            return True
-        if settings.strict or settings.on_miss == "error":
+        matchable = scenarios.matchable()
+        proxied = settings.on_miss == "proxy" and state.proxy is not None
+        if proxied or settings.strict or settings.on_miss == "error":
+            report = scenarios.report(ask, request.headers, body, dialect.name) if matchable else []
+            entry.extra["miss"] = report
+            if proxied:
+                return True
             raise scenarios.unmatched(report)
+        if matchable:
+            entry.missed(partial(scenarios.report, ask, request.headers, body, dialect.name, matchable))
+        else:
+            entry.missed(list)  # no loaded scenario has match rules: an empty report
         return False
 
     def _roll(self, fault: Fault | None) -> Fault | None:
