@@ -536,7 +536,7 @@ def test_the_model_rule_leaves_a_redacted_part_open_and_keeps_the_secret_out(rec
 
 
 def test_credentials_in_the_upstream_url_are_refused_by_the_cli_and_never_reach_a_file(make_recorder, upstream):
-    from mockstream.process.cli import _upstream
+    from mockstream.process.flags import _upstream
 
     with pytest.raises(ValueError, match="credentials"):
         _upstream("http://user:hunter2secret@api.example.com")
