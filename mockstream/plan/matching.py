@@ -15,12 +15,12 @@ from typing import Any, NamedTuple
 
 from ..errors import RequestError, Unmatched
 from .plan import Ask
-from .schema import ANSWER_KNOBS, DEFAULT, TEXT_SOURCES, Scenario
+from .schema import ANSWER_KNOBS, DEFAULT, REASONING_SOURCES, TEXT_SOURCES, Scenario
 
 SCENARIO_HEADER = "X-Mockstream-Scenario"
 # Knobs that say what to answer: a request carrying one scripted itself, so falling to the default is no miss.
 # (Timing, cutting, faults and the rest shape whatever answers: a replay takes them too.)
-SCRIPTING_KNOBS = (*TEXT_SOURCES, "tool_calls", "sequence", "turns")
+SCRIPTING_KNOBS = (*TEXT_SOURCES, *REASONING_SOURCES, "tool_calls", "sequence", "turns")
 CLOSEST = 3  # scenarios a miss report names
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import content
+from .embedding import Embed, vector
 from .recording import Recording, Replay, replay
 from .timing import Pacing
 
@@ -46,6 +47,7 @@ class Ask:
     system: str = ""  # the system prompt / instructions
     tools: tuple[str, ...] = ()  # names of the tools offered, sorted
     previous: str | None = None  # a reference to earlier turns kept by the server (previous_response_id)
+    embed: Embed | None = None  # an embeddings request: what to embed (the answer is vectors, not text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,20 +64,27 @@ class Choice:
     tokens: Sequence[str]
     tool_calls: tuple[ToolCall, ...]
     finish_reason: str
+    reasoning: Sequence[str] = ()  # the reasoning tokens, streamed before the answer's
 
     @property
     def text(self) -> str:
         return "".join(self.tokens)
 
     @property
+    def reasoning_text(self) -> str:
+        return "".join(self.reasoning)
+
+    @property
     def completion_tokens(self) -> int:
-        return len(self.tokens) + sum(len(call.fragments) for call in self.tool_calls)
+        """Every token generated: reasoning counts, as every API counts it in its output tokens."""
+        return len(self.reasoning) + len(self.tokens) + sum(len(call.fragments) for call in self.tool_calls)
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int
-    completion_tokens: int
+    completion_tokens: int  # reasoning included
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -109,6 +118,9 @@ class Plan:
     fault: Fault | None = None  # the fault that strikes this answer (its probability already rolled)
     done: bool = True  # Chat and Completions end with `data: [DONE]`
     replay: Replay | None = None  # a recorded exchange answers, byte for byte (see plan/recording.py)
+    reasoning_field: str = "reasoning_content"  # Chat's delta field for reasoning (`reasoning` on OpenRouter)
+    redacted_thinking: bool = False  # Anthropic: the reasoning is one redacted_thinking block
+    vectors: tuple[Sequence[float], ...] = ()  # an embeddings answer: one unit vector per input, in order
 
     def due_times(self) -> Iterator[float]:
         """Offsets (s) at which successive tokens are due; the same for every run of this plan."""
@@ -117,7 +129,10 @@ class Plan:
 
     @property
     def duration(self) -> float:
-        """How long generating the longest choice takes (what a non-streamed answer waits)."""
+        """How long generating the longest choice takes (what a non-streamed answer waits); an embeddings
+        answer takes the time to the first token."""
+        if self.ask.embed is not None:
+            return self.pacing.ttft
         slots = max((c.completion_tokens + len(c.tool_calls) for c in self.choices), default=0)
         return self.pacing.duration(slots)
 
@@ -174,15 +189,22 @@ def make_plan(
     fault: Fault | None = None,
     recording: Recording | None = None,
     source: str = "<inline>",
+    vector_seed: int = 0,
 ) -> Plan:
-    """Turn merged knobs and a request into the exact answer, ready to encode."""
+    """Turn merged knobs and a request into the exact answer, ready to encode. An embedding depends on its
+    input, model, dimensions and `vector_seed` (the server's or the request's `seed`) alone, so the same text
+    gets the same vector in any request."""
     draw = _draw(seed)  # uid 29 bytes | request id 16 | created 4 | fingerprint 5 | jitter seed 8
     uid = _ids(draw[:29])
     request_id = "req_" + draw[29:45].hex()
     created = 1_700_000_000 + int.from_bytes(draw[45:49], "big") % 60_000_000
     fingerprint = "fp_" + draw[49:54].hex()
-    choices = tuple(_choice(i, knobs, ask, seed) for i in range(ask.n))
-    usage = Usage(ask.prompt_tokens, sum(c.completion_tokens for c in choices))
+    embed = ask.embed
+    choices = () if embed is not None else tuple(_choice(i, knobs, ask, seed) for i in range(ask.n))
+    usage = Usage(
+        ask.prompt_tokens, sum(c.completion_tokens for c in choices), sum(len(c.reasoning) for c in choices)
+    )
+    vectors = () if embed is None else tuple(vector(text, ask.model, vector_seed, embed.dimensions) for text in embed.inputs)
     chunk_gap = knobs.get("chunk_gap_ms", DEFAULT_CHUNK_GAP_MS) / 1000
     delivery = Delivery(
         knobs.get("chunk_bytes"), chunk_gap, knobs.get("events_per_write", 1), knobs.get("line_ending", "lf")
@@ -203,15 +225,28 @@ def make_plan(
         fault,
         knobs.get("done", True),
         None if recording is None else replay(recording, source, knobs, speed),
+        knobs.get("reasoning_field", "reasoning_content"),
+        knobs.get("redacted_thinking", False),
+        vectors,
     )
+
+
+REASONING_LABEL = 1 << 32  # a draw label no choice index reaches: the reasoning's Faker seed
 
 
 def _choice(index: int, knobs: Mapping[str, Any], ask: Ask, seed: int) -> Choice:
     text_seed = int.from_bytes(_draw(seed, index)[:8], "big")
+    locale = knobs.get("locale", DEFAULT_LOCALE)
+    reasoning: Sequence[str] = ()
+    if "reasoning_tokens" in knobs:
+        reasoning_seed = int.from_bytes(_draw(seed, index, REASONING_LABEL)[:8], "big")
+        reasoning = content.random_tokens(knobs["reasoning_tokens"], locale, reasoning_seed)
+    elif "reasoning" in knobs:
+        reasoning = content.tokenize(knobs["reasoning"])
     if "tokens" in knobs:
         tokens: Sequence[str] = knobs["tokens"]
     elif "random_tokens" in knobs:
-        tokens = content.random_tokens(knobs["random_tokens"], knobs.get("locale", DEFAULT_LOCALE), text_seed)
+        tokens = content.random_tokens(knobs["random_tokens"], locale, text_seed)
     else:
         tokens = content.tokenize(knobs.get("content", ""))
     calls = tuple(
@@ -225,19 +260,22 @@ def _choice(index: int, knobs: Mapping[str, Any], ask: Ask, seed: int) -> Choice
     )
     finish = knobs.get("finish_reason") or ("tool_calls" if calls else "stop")
     if ask.max_tokens is not None:
-        tokens, calls, cut = _cut(tokens, calls, ask.max_tokens)
+        reasoning, tokens, calls, cut = _cut(reasoning, tokens, calls, ask.max_tokens)
         if cut:
             finish = "length"
-    return Choice(index, tokens, calls, finish)
+    return Choice(index, tokens, calls, finish, reasoning)
 
 
 def _cut(
-    tokens: Sequence[str], calls: tuple[ToolCall, ...], budget: int
-) -> tuple[Sequence[str], tuple[ToolCall, ...], bool]:
-    """Keep the first `budget` tokens (content first, then tool-call arguments), as max_tokens does."""
-    total = len(tokens) + sum(len(c.fragments) for c in calls)
+    reasoning: Sequence[str], tokens: Sequence[str], calls: tuple[ToolCall, ...], budget: int
+) -> tuple[Sequence[str], Sequence[str], tuple[ToolCall, ...], bool]:
+    """Keep the first `budget` tokens (reasoning first, then content, then tool-call arguments), as max_tokens
+    does: a reasoning model's budget covers its reasoning too."""
+    total = len(reasoning) + len(tokens) + sum(len(c.fragments) for c in calls)
     if total <= budget:
-        return tokens, calls, False
+        return reasoning, tokens, calls, False
+    reasoning = reasoning[:budget]
+    budget -= len(reasoning)
     kept_tokens = tokens[:budget]
     budget -= len(kept_tokens)
     kept_calls = []
@@ -247,4 +285,4 @@ def _cut(
         fragments = call.fragments[:budget]
         budget -= len(fragments)
         kept_calls.append(ToolCall(call.id, call.name, "".join(fragments), fragments))
-    return kept_tokens, tuple(kept_calls), True
+    return reasoning, kept_tokens, tuple(kept_calls), True

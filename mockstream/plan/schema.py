@@ -23,6 +23,8 @@ from .rules import Match, parse_match
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls")
 LINE_ENDINGS = ("lf", "crlf", "cr")
 TEXT_SOURCES = ("content", "tokens", "random_tokens")
+REASONING_SOURCES = ("reasoning", "reasoning_tokens")
+REASONING_FIELDS = ("reasoning_content", "reasoning")
 SCENARIO_VERSION = 1
 
 
@@ -100,8 +102,17 @@ KNOBS: dict[str, Knob] = {
     "random_tokens": Knob(integer(0, 1_000_000), "seeded Faker text of N tokens"),
     "locale": Knob(
         _locale,
-        "Faker locale for random_tokens (default en_US)",
+        "Faker locale for random_tokens and reasoning_tokens (default en_US)",
         {"type": "string", "examples": ["en_US", "de_DE", "fr_FR", "ja_JP", "zh_CN"]},
+    ),
+    "reasoning": Knob(string, "the model's reasoning, streamed before the answer; split into tokens like content"),
+    "reasoning_tokens": Knob(integer(0, 1_000_000), "seeded Faker reasoning of N tokens, streamed before the answer"),
+    "reasoning_field": Knob(
+        choice(REASONING_FIELDS),
+        "Chat's delta field for reasoning: reasoning_content (vLLM, DeepSeek; default) or reasoning (OpenRouter)",
+    ),
+    "redacted_thinking": Knob(
+        boolean, "Anthropic: the reasoning arrives as one redacted_thinking block (encrypted), not as thinking"
     ),
     "finish_reason": Knob(choice(FINISH_REASONS), "how the answer ends"),
     "tool_calls": Knob(
@@ -145,7 +156,7 @@ KNOBS: dict[str, Knob] = {
     "replay_speed": Knob(number(0, 1_000_000), "a recording replays this many times faster (default 1; 0: at once)"),
 }
 FILE_FIELDS = ("version", "name", "description", "match", "recording")
-ANSWER_KNOBS = (*TEXT_SOURCES, "locale", "tool_calls")  # what the answer says: given anew, it replaces all of it
+ANSWER_KNOBS = (*TEXT_SOURCES, *REASONING_SOURCES, "locale", "tool_calls")  # what the answer says: given anew, it replaces all of it
 KNOBS_HEADER = "X-Mockstream-Knobs"  # the knob object as JSON, for clients that can set headers but not body fields
 
 
@@ -185,8 +196,15 @@ def check_knobs(raw: Any, path: str = "", allowed_extra: Iterable[str] = ()) -> 
                 f"give only one of {', '.join(TEXT_SOURCES)} (got {' and '.join(given)})",
             )
         )
-    if "locale" in clean and "random_tokens" not in clean:
-        problems.append(Problem(f"{path}.locale" if path else "locale", "locale applies to random_tokens only"))
+    reasoning = [k for k in REASONING_SOURCES if k in clean]
+    if len(reasoning) > 1:
+        problems.append(
+            Problem(f"{path}.reasoning_tokens" if path else "reasoning_tokens", "give only one of reasoning and reasoning_tokens")
+        )
+    if "locale" in clean and "random_tokens" not in clean and "reasoning_tokens" not in clean:
+        problems.append(
+            Problem(f"{path}.locale" if path else "locale", "locale applies to random_tokens and reasoning_tokens only")
+        )
     return clean, problems
 
 

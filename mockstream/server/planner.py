@@ -152,7 +152,8 @@ class Planner:
         fault = self._roll(merged.get("fault"))
 
         def planned() -> tuple[object, Plan, str | None]:  # the entry keeps its scenario, so no other takes its id
-            seed = request_seed(merged.get("seed", settings.seed), asked.request, f"{scenario.name}\0{position}")
+            base_seed = merged.get("seed", settings.seed)
+            seed = request_seed(base_seed, asked.request, f"{scenario.name}\0{position}")
             plan = make_plan(
                 merged,
                 ask,
@@ -162,6 +163,7 @@ class Planner:
                 fault=fault,
                 recording=scenario.recording,
                 source=scenario.source,
+                vector_seed=base_seed,
             )
             # The API keeps this answer (a later request may continue it): under this id.
             kept = answer_id(plan, dialect.name) if keeps(dialect.name, asked.request) else None
