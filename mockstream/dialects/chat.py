@@ -109,7 +109,10 @@ class Chat(OpenAIDialect):
             reason = plan.choices[i].finish_reason.encode()
             return prefix + b'{},"logprobs":null,"finish_reason":"' + reason + b'"}]}' + end
 
-        slots = [_slots(choice, prefix, open_tail + end) for choice, (prefix, end) in zip(plan.choices, choices)]
+        field = plan.reasoning_field
+        slots = [
+            _slots(choice, prefix, open_tail + end, field) for choice, (prefix, end) in zip(plan.choices, choices)
+        ]
         last = yield from interleave(plan, slots, finish)
         if plan.ask.include_usage:
             chunk = head[: -len(b'"choices":[{"index":')].replace(b'"usage":null,', b"")
@@ -124,7 +127,7 @@ class Chat(OpenAIDialect):
             "object": "chat.completion",
             "created": plan.created,
             "model": plan.model,
-            "choices": [_message(choice) for choice in plan.choices],
+            "choices": [_message(choice, plan.reasoning_field) for choice in plan.choices],
             "usage": usage_object(plan.usage),
             "service_tier": "default",
             "system_fingerprint": plan.system_fingerprint,
@@ -165,10 +168,14 @@ def _call_head(choice: Choice, i: int) -> dict[str, Any]:
     return {"index": i, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
 
 
-def _slots(choice: Choice, prefix: bytes, tail: bytes) -> Iterator[tuple[bytes, int]]:
-    """One chunk per time slot: content tokens, then each tool call's head and argument pieces."""
-    content = prefix + b'{"content":'
+def _slots(choice: Choice, prefix: bytes, tail: bytes, reasoning_field: str) -> Iterator[tuple[bytes, int]]:
+    """One chunk per time slot: reasoning tokens (in `reasoning_field` alone, as vLLM streams them), content
+    tokens, then each tool call's head and argument pieces."""
     end = b"}" + tail
+    thinking = prefix + b'{"' + reasoning_field.encode() + b'":'
+    for token in choice.reasoning:
+        yield thinking + _token(token) + end, TOKEN
+    content = prefix + b'{"content":'
     for token in choice.tokens:
         yield content + _token(token) + end, TOKEN
     for i, call in enumerate(choice.tool_calls):
@@ -179,13 +186,15 @@ def _slots(choice: Choice, prefix: bytes, tail: bytes) -> Iterator[tuple[bytes, 
             yield piece + dumps(fragment) + b"}}]}" + tail, TOKEN
 
 
-def _message(choice: Choice) -> dict[str, Any]:
+def _message(choice: Choice, reasoning_field: str) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": choice.text if choice.tokens else None,
         "refusal": None,
         "annotations": [],
     }
+    if choice.reasoning:
+        message[reasoning_field] = choice.reasoning_text
     if choice.tool_calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}

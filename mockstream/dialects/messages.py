@@ -6,6 +6,8 @@ Text is one `text` content block; each tool call is a `tool_use` block whose inp
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -103,6 +105,21 @@ def _tool_id(plan: Plan, i: int) -> str:
     return "toolu_" + plan.choices[0].tool_calls[i].id.removeprefix("call_")
 
 
+def _opaque(plan: Plan, label: str, size: int) -> str:
+    """A seeded stand-in for what the API encrypts (a thinking block's signature, a redacted block's data):
+    base64 text, the same for the same plan."""
+    return base64.b64encode(hashlib.blake2b(f"{label}:{plan.uid}".encode(), digest_size=size).digest()).decode()
+
+
+def _thinking(plan: Plan, choice: Choice) -> list[dict[str, Any]]:
+    """The reasoning as content blocks: one `thinking` block (or `redacted_thinking`), or none."""
+    if not choice.reasoning:
+        return []
+    if plan.redacted_thinking:
+        return [{"type": "redacted_thinking", "data": _opaque(plan, "redacted", 64)}]
+    return [{"type": "thinking", "thinking": choice.reasoning_text, "signature": _opaque(plan, "signature", 48)}]
+
+
 def _event(sse: Framing, kind: str, fields: dict[str, Any]) -> bytes:
     return sse.event(kind, dumps({"type": kind, **fields}))
 
@@ -154,17 +171,21 @@ def _with_ping(sse: Framing, blocks: Iterator[tuple[bytes, int]]) -> Iterator[tu
 
 def _blocks(sse: Framing, plan: Plan, choice: Choice) -> Iterator[tuple[bytes, int]]:
     index = 0
+    if choice.reasoning:
+        yield from _thinking_block(sse, plan, choice)
+        index = 1
     if choice.tokens:
-        yield _event(sse, "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}), EVENT
+        start = {"index": index, "content_block": {"type": "text", "text": ""}}
+        yield _event(sse, "content_block_start", start), EVENT
         head, end = sse.around(
-            b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":',
+            b'{"type":"content_block_delta","index":' + str(index).encode() + b',"delta":{"type":"text_delta","text":',
             b"}}",
             "content_block_delta",
         )
         for token in choice.tokens:
             yield head + dumps(token) + end, TOKEN
-        yield _event(sse, "content_block_stop", {"index": 0}), EVENT
-        index = 1
+        yield _event(sse, "content_block_stop", {"index": index}), EVENT
+        index += 1
     for i, call in enumerate(choice.tool_calls):
         block = {"type": "tool_use", "id": _tool_id(plan, i), "name": call.name, "input": {}}
         yield _event(sse, "content_block_start", {"index": index + i, "content_block": block}), EVENT
@@ -172,6 +193,27 @@ def _blocks(sse: Framing, plan: Plan, choice: Choice) -> Iterator[tuple[bytes, i
             delta = {"type": "input_json_delta", "partial_json": fragment}
             yield _event(sse, "content_block_delta", {"index": index + i, "delta": delta}), TOKEN
         yield _event(sse, "content_block_stop", {"index": index + i}), EVENT
+
+
+def _thinking_block(sse: Framing, plan: Plan, choice: Choice) -> Iterator[tuple[bytes, int]]:
+    """Block 0: `thinking` deltas then the `signature_delta`, as the API streams extended thinking; a redacted
+    block arrives whole, as the first token (its usage still counts every reasoning token)."""
+    [block] = _thinking(plan, choice)
+    if block["type"] == "redacted_thinking":
+        yield _event(sse, "content_block_start", {"index": 0, "content_block": block}), TOKEN
+    else:
+        opened = {"index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}
+        yield _event(sse, "content_block_start", opened), EVENT
+        head, end = sse.around(
+            b'{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":',
+            b"}}",
+            "content_block_delta",
+        )
+        for token in choice.reasoning:
+            yield head + dumps(token) + end, TOKEN
+        signature = {"type": "signature_delta", "signature": block["signature"]}
+        yield _event(sse, "content_block_delta", {"index": 0, "delta": signature}), EVENT
+    yield _event(sse, "content_block_stop", {"index": 0}), EVENT
 
 
 def error_event(plan: Plan, failure: Failure, index: int) -> bytes:
@@ -187,7 +229,9 @@ def error_event(plan: Plan, failure: Failure, index: int) -> bytes:
 
 def complete(plan: Plan) -> dict[str, Any]:
     choice = plan.choices[0]
-    content: list[dict[str, Any]] = [{"type": "text", "text": choice.text}] if choice.tokens else []
+    content = _thinking(plan, choice)
+    if choice.tokens:
+        content.append({"type": "text", "text": choice.text})
     for i, call in enumerate(choice.tool_calls):
         try:
             arguments = json.loads(call.arguments)

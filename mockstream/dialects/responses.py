@@ -21,6 +21,7 @@ from .conversation import Talk, entries
 from .openai import OpenAIDialect, dumps, message_text, require
 
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+NO_REASONING = {"effort": None, "summary": None}
 
 
 # Input items the model made (each joins the assistant's turn) and the results a client sends back for them,
@@ -104,6 +105,8 @@ class _Spelling:
         self.sse: Framing = framing(plan.delivery.line_ending)
         self.choice: Choice = plan.choices[0]
         self.message_id = f"msg_{plan.uid}"
+        self.reasoning_id = f"rs_{plan.uid}"
+        self.message_index = 1 if self.choice.reasoning else 0  # the reasoning item comes first
         self.call_ids = [f"fc_{call.id.removeprefix('call_')}{i}" for i, call in enumerate(self.choice.tool_calls)]
 
     @property
@@ -118,6 +121,15 @@ class _Spelling:
     def part(text: str) -> dict[str, Any]:
         return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
+    def reasoning(self, text: str | None) -> dict[str, Any]:
+        """The reasoning item, its summary given (`summary: "auto"`); None: just added, no summary yet."""
+        summary = [] if text is None else [self.summary(text)]
+        return {"id": self.reasoning_id, "type": "reasoning", "summary": summary}
+
+    @staticmethod
+    def summary(text: str) -> dict[str, Any]:
+        return {"type": "summary_text", "text": text}
+
     def call(self, i: int, status: str, arguments: str) -> dict[str, Any]:
         call = self.choice.tool_calls[i]
         return {
@@ -130,7 +142,8 @@ class _Spelling:
         }
 
     def output(self, status: str) -> list[dict[str, Any]]:
-        items = [self.message(status, self.choice.text)] if self.choice.tokens else []
+        items = [self.reasoning(self.choice.reasoning_text)] if self.choice.reasoning else []
+        items += [self.message(status, self.choice.text)] if self.choice.tokens else []
         items += [self.call(i, status, c.arguments) for i, c in enumerate(self.choice.tool_calls)]
         return items
 
@@ -151,7 +164,7 @@ class _Spelling:
             "output": output,
             "parallel_tool_calls": True,
             "previous_response_id": plan.ask.previous,
-            "reasoning": {"effort": None, "summary": None},
+            "reasoning": {"effort": "medium", "summary": "auto"} if self.choice.reasoning else NO_REASONING,
             "service_tier": "default",
             "store": True,
             "temperature": 1.0,
@@ -169,9 +182,9 @@ class _Spelling:
         usage = self.plan.usage
         return {
             "input_tokens": usage.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": usage.completion_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
             "total_tokens": usage.total_tokens,
         }
 
@@ -194,18 +207,21 @@ def encode(plan: Plan) -> Iterator[Frame]:
 
 
 def _items(spelling: _Spelling, seq: Iterator[int]) -> Iterator[tuple[bytes, int]]:
-    """The output items in stream order: the message (text deltas), then each function call."""
+    """The output items in stream order: the reasoning (summary deltas), the message (text deltas), then each
+    function call."""
     choice = spelling.choice
     ended = spelling.ended
     _event = spelling.event
-    index = 0
+    if choice.reasoning:
+        yield from _reasoning(spelling, seq)
+    index = spelling.message_index
     if choice.tokens:
-        ids = {"item_id": spelling.message_id, "output_index": 0, "content_index": 0}
+        ids = {"item_id": spelling.message_id, "output_index": index, "content_index": 0}
         yield (
             _event(
                 "response.output_item.added",
                 next(seq),
-                {"output_index": 0, "item": spelling.message("in_progress", None)},
+                {"output_index": index, "item": spelling.message("in_progress", None)},
             ),
             EVENT,
         )
@@ -213,17 +229,19 @@ def _items(spelling: _Spelling, seq: Iterator[int]) -> Iterator[tuple[bytes, int
         head, end = spelling.sse.around(
             b'{"type":"response.output_text.delta","sequence_number":', b',"logprobs":[]}', "response.output_text.delta"
         )
-        tail = b',"item_id":"' + spelling.message_id.encode() + b'","output_index":0,"content_index":0,"delta":'
+        tail = b',"item_id":"' + spelling.message_id.encode() + b'","output_index":' + str(index).encode() + b',"content_index":0,"delta":'
         for token in choice.tokens:
             yield head + str(next(seq)).encode() + tail + dumps(token) + end, TOKEN
         text = choice.text
         yield _event("response.output_text.done", next(seq), {**ids, "text": text, "logprobs": []}), EVENT
         yield _event("response.content_part.done", next(seq), {**ids, "part": spelling.part(text)}), EVENT
         yield (
-            _event("response.output_item.done", next(seq), {"output_index": 0, "item": spelling.message(ended, text)}),
+            _event(
+                "response.output_item.done", next(seq), {"output_index": index, "item": spelling.message(ended, text)}
+            ),
             EVENT,
         )
-        index = 1
+        index += 1
     for i, call in enumerate(choice.tool_calls):
         at = {"item_id": spelling.call_ids[i], "output_index": index + i}
         yield (
@@ -252,6 +270,28 @@ def _items(spelling: _Spelling, seq: Iterator[int]) -> Iterator[tuple[bytes, int
             ),
             EVENT,
         )
+
+
+def _reasoning(spelling: _Spelling, seq: Iterator[int]) -> Iterator[tuple[bytes, int]]:
+    """The reasoning item as the API streams it for `reasoning: {summary: "auto"}`: one summary part, its text
+    in deltas."""
+    _event = spelling.event
+    at = {"item_id": spelling.reasoning_id, "output_index": 0, "summary_index": 0}
+    yield _event("response.output_item.added", next(seq), {"output_index": 0, "item": spelling.reasoning(None)}), EVENT
+    yield _event("response.reasoning_summary_part.added", next(seq), {**at, "part": spelling.summary("")}), EVENT
+    head, end = spelling.sse.around(
+        b'{"type":"response.reasoning_summary_text.delta","sequence_number":',
+        b"}",
+        "response.reasoning_summary_text.delta",
+    )
+    tail = b',"item_id":"' + spelling.reasoning_id.encode() + b'","output_index":0,"summary_index":0,"delta":'
+    for token in spelling.choice.reasoning:
+        yield head + str(next(seq)).encode() + tail + dumps(token) + end, TOKEN
+    text = spelling.choice.reasoning_text
+    yield _event("response.reasoning_summary_text.done", next(seq), {**at, "text": text}), EVENT
+    yield _event("response.reasoning_summary_part.done", next(seq), {**at, "part": spelling.summary(text)}), EVENT
+    done = {"output_index": 0, "item": spelling.reasoning(text)}
+    yield _event("response.output_item.done", next(seq), done), EVENT
 
 
 def complete(plan: Plan) -> dict[str, Any]:
