@@ -156,7 +156,8 @@ KNOBS: dict[str, Knob] = {
     "replay_speed": Knob(number(0, 1_000_000), "a recording replays this many times faster (default 1; 0: at once)"),
 }
 FILE_FIELDS = ("version", "name", "description", "match", "recording")
-ANSWER_KNOBS = (*TEXT_SOURCES, *REASONING_SOURCES, "locale", "tool_calls")  # what the answer says: given anew, it replaces all of it
+# What the answer says: given anew, it replaces all of it.
+ANSWER_KNOBS = (*TEXT_SOURCES, *REASONING_SOURCES, "locale", "tool_calls")
 KNOBS_HEADER = "X-Mockstream-Knobs"  # the knob object as JSON, for clients that can set headers but not body fields
 
 
@@ -198,9 +199,8 @@ def check_knobs(raw: Any, path: str = "", allowed_extra: Iterable[str] = ()) -> 
         )
     reasoning = [k for k in REASONING_SOURCES if k in clean]
     if len(reasoning) > 1:
-        problems.append(
-            Problem(f"{path}.reasoning_tokens" if path else "reasoning_tokens", "give only one of reasoning and reasoning_tokens")
-        )
+        where = f"{path}.reasoning_tokens" if path else "reasoning_tokens"
+        problems.append(Problem(where, "give only one of reasoning and reasoning_tokens"))
     if "locale" in clean and "random_tokens" not in clean and "reasoning_tokens" not in clean:
         problems.append(
             Problem(f"{path}.locale" if path else "locale", "locale applies to random_tokens and reasoning_tokens only")
