@@ -209,6 +209,7 @@ FILES = [
     "content-filter",
     "chinese",
     "empty-answer",
+    "reasoning-model",
 ]
 
 

@@ -42,7 +42,8 @@ def python_blocks(section: str) -> list[str]:
 
 
 SECTIONS = sections(README)
-EXAMPLES = [block for name in ("In your tests", "Test helpers") for block in python_blocks(SECTIONS[name])]
+TESTED = ("In your tests", "Test helpers", "Embeddings")  # the sections whose Python blocks run here
+EXAMPLES = [block for name in TESTED for block in python_blocks(SECTIONS[name])]
 TEST_FILES = [block for block in EXAMPLES if re.search(r"^(async )?def test_", block, re.MULTILINE)]
 SCRIPTS = [block for block in EXAMPLES if block not in TEST_FILES]
 

@@ -229,7 +229,10 @@ def _items(spelling: _Spelling, seq: Iterator[int]) -> Iterator[tuple[bytes, int
         head, end = spelling.sse.around(
             b'{"type":"response.output_text.delta","sequence_number":', b',"logprobs":[]}', "response.output_text.delta"
         )
-        tail = b',"item_id":"' + spelling.message_id.encode() + b'","output_index":' + str(index).encode() + b',"content_index":0,"delta":'
+        tail = (
+            b',"item_id":"' + spelling.message_id.encode()
+            + b'","output_index":' + str(index).encode() + b',"content_index":0,"delta":'
+        )
         for token in choice.tokens:
             yield head + str(next(seq)).encode() + tail + dumps(token) + end, TOKEN
         text = choice.text

@@ -48,6 +48,7 @@ class Ask:
     tools: tuple[str, ...] = ()  # names of the tools offered, sorted
     previous: str | None = None  # a reference to earlier turns kept by the server (previous_response_id)
     embed: Embed | None = None  # an embeddings request: what to embed (the answer is vectors, not text)
+    framing: str = "sse"  # how a stream is framed: "sse" events, or "json_array" (Gemini without alt=sse)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +205,7 @@ def make_plan(
     usage = Usage(
         ask.prompt_tokens, sum(c.completion_tokens for c in choices), sum(len(c.reasoning) for c in choices)
     )
-    vectors = () if embed is None else tuple(vector(text, ask.model, vector_seed, embed.dimensions) for text in embed.inputs)
+    vectors = () if embed is None else tuple(vector(t, ask.model, vector_seed, embed.dimensions) for t in embed.inputs)
     chunk_gap = knobs.get("chunk_gap_ms", DEFAULT_CHUNK_GAP_MS) / 1000
     delivery = Delivery(
         knobs.get("chunk_bytes"), chunk_gap, knobs.get("events_per_write", 1), knobs.get("line_ending", "lf")

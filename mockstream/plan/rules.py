@@ -20,7 +20,17 @@ from .checks import Invalid, closest, string, type_name
 from .plan import Ask
 
 # The names `dialect` may take (the dialects' own names; plan/ cannot import dialects/, a test keeps them equal).
-DIALECT_NAMES = ("chat", "completions", "responses", "messages", "eventsource")
+DIALECT_NAMES = (
+    "chat",
+    "completions",
+    "responses",
+    "messages",
+    "eventsource",
+    "embeddings",
+    "gemini",
+    "gemini_embed",
+    "gemini_batch_embed",
+)
 LAST_ROLES = ("user", "tool", "assistant", "system")
 MATCH_FIELDS = ("model", "user", "headers", "dialect", "turn", "last_role", "tool_result", "system", "tools", "body")
 _ABSENT = object()

@@ -147,6 +147,10 @@ def _dialect(paths: Mapping[str, Dialect], path: str) -> Dialect:
     dialect = paths.get(path)
     if dialect is not None:
         return dialect
+    if path.startswith("/v1beta/") or (path.startswith("/v1/models/") and ":" in path):  # Google's paths
+        from ..dialects.gemini import GEMINI
+
+        return GEMINI
     under = [api for api in paths if path.startswith(api + "/")]
     return paths[max(under, key=len)] if under else CHAT
 
