@@ -329,3 +329,11 @@ def test_unknown_model_through_the_sdk(server):
 
 def test_openai_model_list_unchanged(server):
     assert httpx.get(server.url + "/v1/models").json()["object"] == "list"
+
+
+def test_rate_limit_retry_delay_follows_retry_after(server):
+    url = server.url + "/v1beta/models/gemini-2.5-flash:generateContent"
+    body = {"contents": _contents(), "mockstream": {"fault": {"kind": "http_error", "status": 429, "retry_after": 3}}}
+    answer = httpx.post(url, json=body)
+    assert answer.status_code == 429
+    assert answer.json()["error"]["details"][0]["retryDelay"] == "3s"

@@ -9,6 +9,7 @@ Gemini sends it (no argument fragments). `usageMetadata` counts thoughts apart f
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -197,7 +198,7 @@ class Gemini:
         body = error_object(error.status, message, error.type if own else None)
         if error.status == 429:
             body["error"]["details"] = [
-                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "20s"},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": _retry_delay(error.message)},
             ]
         return body
 
@@ -206,6 +207,15 @@ class Gemini:
         if error.status == 429:
             headers["x-mockstream-retry-delay"] = f"{retry_in:g}s"
         return headers
+
+
+_RETRY = re.compile(r"try again in (\d+(?:\.\d+)?)s\b")
+
+
+def _retry_delay(message: str) -> str:
+    """The wait a scripted 429 names (`retry_after`: the default message says it), as Google's Duration."""
+    found = _RETRY.search(message)
+    return f"{float(found.group(1)):g}s" if found else "20s"
 
 
 def error_object(status: int, message: str, name: str | None = None) -> dict[str, Any]:
