@@ -277,9 +277,14 @@ def test_a_big_request_answers_quickly_enough(srv):
 
 
 # ---------------------------------------------------------------- matrix ---
-# Every fault that applies to a whole answer, and the timing knob, on every embeddings route. Gemini's
-# `:embedContent` joins ROUTES when its dialect lands.
-ROUTES = [("openai", "/embeddings", {"model": MODEL, "input": ["m", "n"]})]
+# Every fault that applies to a whole answer, and the timing knob, on every embeddings route.
+GEMINI = "/v1beta/models/gemini-embedding-001"
+ROUTES = [
+    ("openai", "/v1/embeddings", {"model": MODEL, "input": ["m", "n"]}),
+    ("gemini", f"{GEMINI}:embedContent", {"content": {"parts": [{"text": "m"}]}}),
+    ("gemini-batch", f"{GEMINI}:batchEmbedContents",
+     {"requests": [{"content": {"parts": [{"text": "m"}]}}, {"content": {"parts": [{"text": "n"}]}}]}),
+]
 
 
 @pytest.mark.parametrize(("route", "path", "body"), ROUTES, ids=[r[0] for r in ROUTES])
@@ -300,7 +305,7 @@ def test_matrix(make_server, route, path, body, knobs, outcome, status):
     started = time.monotonic()
     try:
         with plain_http() as http:
-            response = http.post(f"{srv.base_url}{path}", json={**body, "mockstream": knobs})
+            response = http.post(f"{srv.url}{path}", json={**body, "mockstream": knobs})
         got = response.status_code
     except httpx.TransportError:
         got = None
