@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .frames import Frame, Item, Write
+from .frames import TOKEN, Frame, Item, Write
 
 
 def writes(frames: Iterable[Frame], chunk_bytes: int | None = None, events_per_write: int = 1) -> Iterator[Item]:
@@ -24,40 +24,46 @@ def writes(frames: Iterable[Frame], chunk_bytes: int | None = None, events_per_w
 
 def _grouped(frames: Iterable[Frame], size: int) -> Iterator[Write]:
     group: list[bytes] = []
+    tokens = 0
     due = 0.0
-    for due, data, _ in frames:
+    for due, data, kind in frames:
         if not isinstance(data, bytes):  # a delivery fault: what came before it goes first
             if group:
-                yield Write(due, b"".join(group), len(group))
-                group = []
+                yield Write(due, b"".join(group), len(group), tokens)
+                group, tokens = [], 0
             yield Write(due, data, 0)
             continue
         group.append(data)
+        tokens += kind == TOKEN
         if len(group) == size:
-            yield Write(due, b"".join(group), size)
-            group = []
+            yield Write(due, b"".join(group), size, tokens)
+            group, tokens = [], 0
     if group:
-        yield Write(due, b"".join(group), len(group))
+        yield Write(due, b"".join(group), len(group), tokens)
 
 
 def _cut(frames: Iterable[Frame], size: int) -> Iterator[Write]:
     buffer = b""
-    ends: list[int] = []  # where each frame in the buffer ends, to count the events a piece completes
+    # where each frame in the buffer ends, and whether it is a content token: what a piece completes
+    ends: list[int] = []
+    tokens: list[bool] = []
     buffer_due = 0.0
-    for due, data, _ in frames:
+    for due, data, kind in frames:
         if buffer and (due != buffer_due or not isinstance(data, bytes)):
-            yield Write(buffer_due, buffer, len(ends))
-            buffer, ends = b"", []
+            yield Write(buffer_due, buffer, len(ends), sum(tokens))
+            buffer, ends, tokens = b"", [], []
         if not isinstance(data, bytes):  # a delivery fault: its own item
             yield Write(due, data, 0)
             continue
         buffer += data
         ends.append(len(buffer))
+        tokens.append(kind == TOKEN)
         buffer_due = due
         while len(buffer) >= size:
             done = sum(1 for end in ends if end <= size)
             ends = [end - size for end in ends[done:]]
-            yield Write(due, buffer[:size], done)
+            yield Write(due, buffer[:size], done, sum(tokens[:done]))
+            tokens = tokens[done:]
             buffer = buffer[size:]
     if buffer:
-        yield Write(buffer_due, buffer, len(ends))
+        yield Write(buffer_due, buffer, len(ends), sum(tokens))

@@ -48,6 +48,7 @@ class Write(NamedTuple):
     due: float  # offset in s from the stream's start
     data: bytes | Strike
     events: int  # SSE events the write completes
+    tokens: int = 0  # content tokens (TOKEN frames) the write completes
 
 
 Item = Frame | Write  # what a stream sends, one socket write each

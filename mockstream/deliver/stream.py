@@ -9,7 +9,8 @@ from typing import Any
 from aiohttp.abc import AbstractStreamWriter
 
 from . import sockets
-from .frames import Item, Strike
+from .frames import TOKEN, Frame, Item, Strike
+from .timeline import Timeline
 
 SLACK = 0.0005  # writes due within this many seconds are written now
 CATCH_UP = 1.0  # s: a write this late takes every write due after it along (see Stream.take)
@@ -34,6 +35,7 @@ class Stream:
         "parked",
         "start",
         "tail",
+        "timeline",
         "transport",
         "writer",
         "writes",
@@ -46,6 +48,7 @@ class Stream:
         writes: Iterator[Item],
         start: float,
         gap: float = 0.0,
+        timeline: Timeline | None = None,
     ):
         self.writer = writer  # the response's, from `prepare`: what waits for a backed-up socket
         self.transport = transport
@@ -63,6 +66,7 @@ class Stream:
         self.closed_by: Strike | None = None  # the delivery fault that closed the connection
         self.parked = False  # stalled with no end: only the client leaving ends it
         self.tail = b""  # the last write, kept to leave with the body's end (see `take`)
+        self.timeline = timeline  # each write as it leaves, for the journal and the metrics (None: not kept)
 
     def due(self) -> float:
         """When the next write is due, on the loop's clock."""
@@ -126,6 +130,8 @@ class Stream:
         limit = now + SLACK
         out: Any = None
         events = 0
+        timeline = self.timeline
+        seek = timeline is not None and timeline.first_token_ms is None  # the first content token's write
         while (item := self.item) is not None:
             due = self.due()
             if due > limit:
@@ -134,12 +140,18 @@ class Stream:
             if not isinstance(data, bytes):  # a delivery fault's turn
                 if out is not None:  # first the bytes due before the fault
                     break
+                if timeline is not None and timeline.fault_ms is None:
+                    timeline.fault_ms = timeline.at(now)
                 if not data.strike(self, loop):  # it ended the stream, or must wait for its turn again
                     return None
                 self.item = next(self.writes, None)
                 continue
             self.item = next(self.writes, None)
             events += item.events
+            if seek and (item.kind == TOKEN if type(item) is Frame else item.tokens):  # type: ignore[union-attr]
+                assert timeline is not None
+                timeline.first_token_ms = timeline.at(now)
+                seek = False
             if out is None:
                 out = data
             elif type(out) is list:
@@ -157,6 +169,8 @@ class Stream:
         self.last_byte = now
         self.bytes_sent += len(out)
         self.events_sent += events
+        if timeline is not None:
+            timeline.wrote(now, len(out), events)
         if self.gap:
             self.not_before = now + self.gap
         if self.item is None:

@@ -1,6 +1,8 @@
-"""`/_mockstream/*`: the request journal, runtime scenarios and reset, as JSON for tests and humans.
+"""`/_mockstream/*`: the request journal, runtime scenarios and reset, as JSON for tests and humans; the
+journal's live feed and the inspector page that reads it.
 
-Admin calls and `/healthz` are not journaled.
+Admin calls and `/healthz` are not journaled. Test-only surfaces: they answer wherever the server listens, and
+`--admin off` removes them all.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from aiohttp import web
 
 from ..errors import RequestError, ScenarioError
 from ..plan.schema import parse_scenarios
+from . import browsers
+from .detail import detail, summary
 from .errors import read_body
+from .feed import Feed
 from .planner import load_json
 from .state import State
 
@@ -20,7 +25,24 @@ def add_routes(app: web.Application, state: State) -> None:
     async def requests(request: web.Request) -> web.Response:
         query = request.query
         entries = state.journal.select(query.get("session"), query.get("path"), query.get("scenario"))
-        return web.json_response([entry.to_json() for entry in entries])
+        return web.json_response([summary(entry, state) for entry in entries])
+
+    async def one_request(request: web.Request) -> web.Response:
+        text = request.match_info["id"]
+        entry = state.journal.get(int(text)) if text.isdigit() else None
+        if entry is None:
+            raise RequestError(
+                404, f"No request {text!r} in the journal (it keeps the last {state.journal.size}).", "id", "not_found"
+            )
+        return web.json_response(detail(entry, state))
+
+    feed = Feed(state)
+
+    async def info(request: web.Request) -> web.Response:
+        return web.json_response(feed.info())
+
+    async def stop_feed(app: web.Application) -> None:
+        feed.close()
 
     async def clear_requests(request: web.Request) -> web.Response:
         state.journal.clear()
@@ -53,6 +75,12 @@ def add_routes(app: web.Application, state: State) -> None:
         return web.json_response({"reset": True})
 
     app.router.add_get(f"{PREFIX}/requests", requests)
+    app.router.add_get(f"{PREFIX}/requests/{{id}}", one_request)
+    app.router.add_get(f"{PREFIX}/events", feed.handle)
+    app.router.add_get(f"{PREFIX}/info", info)
+    app.on_shutdown.append(stop_feed)
+    if hasattr(browsers, "add_inspector"):  # the inspector page
+        browsers.add_inspector(app)
     app.router.add_delete(f"{PREFIX}/requests", clear_requests)
     app.router.add_get(f"{PREFIX}/scenarios", scenarios)
     app.router.add_post(f"{PREFIX}/scenarios", add_scenarios)

@@ -17,7 +17,8 @@ from ..dialects.registry import DIALECTS
 from ..errors import RequestError, Unmatched
 from ..plan import Plan
 from ..plan.schema import Scenario
-from . import admin, browsers, models
+from . import admin as admin_routes
+from . import browsers, models
 from .aiohttp_private import set_expect_handler
 from .errors import MAX_BODY, TOO_LARGE, Handler, internal_error, middleware, read_body, refuse
 from .exchange import Exchange
@@ -42,6 +43,9 @@ def create_app(
     strict: bool = False,
     on_miss: str = "default",
     record_all: bool = False,
+    admin: bool = True,
+    metrics: bool = False,
+    multiprocess_dir: str | None = None,
 ) -> web.Application:
     """A ready mock server application; run it with aiohttp's runners or `aiohttp_client`.
 
@@ -50,7 +54,9 @@ def create_app(
     `read_timeout` is how long a request's body may take to arrive (then a 408, and the connection closes).
     A request no scenario matched is answered by the default, or with `strict` (or `on_miss="error"`) refused
     with a 404 naming the closest scenarios; `on_miss="proxy"` leaves it to `State.proxy`, and `record_all`
-    sends every API request there. `State.of(app)` is its state."""
+    sends every API request there. `admin` serves `/_mockstream/*` (the journal, runtime scenarios, the
+    inspector); `metrics` serves Prometheus metrics at `/metrics` (every worker's, from `multiprocess_dir`).
+    `State.of(app)` is its state."""
     state = State(
         scenarios,
         seed=seed,
@@ -61,6 +67,7 @@ def create_app(
         strict=strict,
         on_miss=on_miss,
         record_all=record_all,
+        admin=admin,
     )
     paths: dict[str, Dialect] = {}  # each API path's dialect: its 404 and 405 are in the API's words
     # auto_decompress off: the body's Content-Encoding is read by `read_body`, in the API's words
@@ -68,18 +75,26 @@ def create_app(
         middlewares=[middleware(state, paths)], client_max_size=MAX_BODY, handler_args={"auto_decompress": False}
     )
     app[STATE] = state
-    admin.add_routes(app, state)
+    if admin:
+        admin_routes.add_routes(app, state)
+    if metrics:
+        from .metrics import GAP_BOUNDS_MS, Metrics  # imported only when asked for: prometheus_client is not light
+
+        state.metrics = Metrics(multiprocess_dir)
+        state.gap_bounds = GAP_BOUNDS_MS
+        state.journal.listeners.append(state.metrics.ended)
+        app.router.add_get("/metrics", state.metrics.handle)
     planner = Planner(state)
     for dialect in DIALECTS.values():
         for method, path in dialect.routes:
-            app.router.add_route(method, path, handler(state, planner, dialect))
+            app.router.add_route(method, path, handler(state, planner, dialect, path))
             if method == "POST":
                 paths[path] = dialect
     for path, name in (routes or {}).items():
-        app.router.add_post(path, handler(state, planner, DIALECTS[name]))
+        app.router.add_post(path, handler(state, planner, DIALECTS[name], path))
         paths[path] = DIALECTS[name]
         if name == "chat":  # the same path answers a browser's EventSource
-            app.router.add_get(path, handler(state, planner, DIALECTS["eventsource"]))
+            app.router.add_get(path, handler(state, planner, DIALECTS["eventsource"], path))
     models.add_routes(app, state)
     browsers.add_routes(app, static)
     browsers.allow_cors(app, state.cors_origins)
@@ -110,9 +125,10 @@ async def _expect(request: web.Request) -> None:
         request.writer.output_size = 0
 
 
-def handler(state: State, planner: Planner, dialect: Dialect) -> Handler:
-    """The handler of one dialect's route: one coroutine for the whole exchange (no wrapper layer, no
-    middleware frame), since each layer costs memory per open stream and a resume per wake-up."""
+def handler(state: State, planner: Planner, dialect: Dialect, route: str) -> Handler:
+    """The handler of one dialect's route (`route`: its path pattern): one coroutine for the whole exchange
+    (no wrapper layer, no middleware frame), since each layer costs memory per open stream and a resume per
+    wake-up."""
     journal, in_flight, settings = state.journal, state.in_flight.tasks, state.settings
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -128,6 +144,7 @@ def handler(state: State, planner: Planner, dialect: Dialect) -> Handler:
             headers = request.headers
             entry = journal.open(request.method, request.path, headers)
             entry.session = headers.get(SESSION_HEADER)
+            entry.route = route
             if "Last-Event-ID" in headers:
                 entry.extra["last_event_id"] = headers["Last-Event-ID"]
             forward_all = settings.record_all and state.proxy is not None
@@ -137,6 +154,8 @@ def handler(state: State, planner: Planner, dialect: Dialect) -> Handler:
             except (RequestError, web.HTTPRequestEntityTooLarge) as exc:
                 error = exc if isinstance(exc, RequestError) else TOO_LARGE
                 outcome = "unmatched" if isinstance(error, Unmatched) else "rejected"
+                entry.dialect = dialect.name
+                entry.extra["rejected"] = error.code or error.type
                 journal.close(entry, error.status, outcome, round((loop.time() - start) * 1000, 3))
                 return await refuse(request, error, dialect)
             if plan is None:  # the upstream answers: recording everything, or a request no scenario matched

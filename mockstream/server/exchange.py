@@ -16,9 +16,10 @@ from multidict import CIMultiDict
 from ..deliver import replay as replayed
 from ..deliver import sockets
 from ..deliver.cutting import writes
-from ..deliver.frames import Item
+from ..deliver.frames import Frame, Item
 from ..deliver.pacer import deliver
 from ..deliver.stream import Stream
+from ..deliver.timeline import Timeline
 from ..dialects import Dialect, Reply
 from ..dialects.recorded import kind_of
 from ..faults import describe
@@ -30,21 +31,40 @@ from .recent import MAX_REPLAY_TOKENS
 from .state import State
 
 log = logging.getLogger("mockstream")
+MAX_KEPT_REPLY = 256 * 1024  # bytes of a whole answer the journal keeps, for the inspector
 
 
 def encoded(dialect: Dialect, plan: Plan) -> Iterator[Item]:
     """Encode (or read a recording back), let the fault change the frames, cut into writes: everything a
     stream sends, from the plan alone. A recording that no knob changes is its own writes, as recorded."""
-    replay, delivery, fault = plan.replay, plan.delivery, plan.fault
+    replay, delivery = plan.replay, plan.delivery
+    if replay is not None and verbatim(plan):
+        return replayed.writes(replay)
+    return writes(framed(dialect, plan), delivery.chunk_bytes, delivery.events_per_write)
+
+
+def framed(dialect: Dialect, plan: Plan) -> Iterator[Frame]:
+    """The stream's frames (its SSE events, a delivery fault's marker among them), before cutting into writes."""
+    replay, fault = plan.replay, plan.fault
     if replay is None:
         frames = dialect.encode(plan)
-    elif fault is None and not delivery.chunk_bytes and delivery.events_per_write == 1 and not replay.retimed:
-        return replayed.writes(replay)
     else:
         frames = replayed.frames(replay, kind_of, plan.due_times() if replay.retimed else None)
     if fault is not None:
         frames = fault.frames(frames, plan, dialect)
-    return writes(frames, delivery.chunk_bytes, delivery.events_per_write)
+    return frames
+
+
+def verbatim(plan: Plan) -> bool:
+    """Is the plan a recording that no knob changes (replayed write for write, as recorded)?"""
+    delivery = plan.delivery
+    return (
+        plan.replay is not None
+        and plan.fault is None
+        and not delivery.chunk_bytes
+        and delivery.events_per_write == 1
+        and not plan.replay.retimed
+    )
 
 
 class Exchange:
@@ -61,6 +81,9 @@ class Exchange:
         self.start = start
         self.loop = asyncio.get_running_loop()
         self.stream: Stream | None = None
+        entry.dialect = dialect.name
+        if state.keeps_details:  # what rebuilds the answer's detail (the inspector, the admin API)
+            entry.plan = plan
         if plan.fault is not None:
             entry.extra["fault"] = describe(plan.fault)
         if plan.replay is not None:
@@ -112,6 +135,8 @@ class Exchange:
             return web.Response(status=204)  # never reaches the client: the connection is gone
         if reply.status == 200 or replay is not None:
             self.entry.bytes_sent = len(reply.body)
+        if self.state.keeps_details:
+            self.entry.reply = reply.body[:MAX_KEPT_REPLY]
         self.finish(fault.outcome if fault is not None else "completed", reply.status)
         return _response(reply)
 
@@ -121,8 +146,12 @@ class Exchange:
         delivery = plan.delivery
         sockets.prepare(transport, cut=bool(delivery.chunk_bytes))
         gap = delivery.chunk_gap if delivery.chunk_bytes else 0.0
+        state = self.state
+        timeline = None
+        if state.keeps_timelines:
+            timeline = self.entry.timeline = Timeline(self.start, state.gap_bounds)
         # The writes are referenced by the stream alone (a replay also by the cache): it lets go at its end.
-        self.stream = stream = Stream(None, transport, self._writes(), self.start, gap)
+        self.stream = stream = Stream(None, transport, self._writes(), self.start, gap, timeline)
         # What is due at once leaves with the headers in one packet; else the headers go at once, alone.
         head = stream.take_head(self.loop)
         with_body = head is not None or stream.tail
@@ -136,6 +165,9 @@ class Exchange:
         except ConnectionError:  # the client left before the headers went out (aiohttp then stays quiet)
             self.finish("client_disconnected")
             return response
+        metrics = state.metrics
+        if metrics is not None:
+            metrics.stream_opened()
         try:
             await deliver(stream, self.state.pacer)
             if stream.closed_by is None:
@@ -149,6 +181,9 @@ class Exchange:
             self.state.errors.append(exc)
             self.finish("internal_error")
             sockets.close(transport)
+        finally:
+            if metrics is not None:
+                metrics.stream_closed()
         return response
 
     def _headers(self, content_type: str) -> dict[str, str]:
@@ -179,6 +214,8 @@ class Exchange:
         if entry.outcome != "in_progress":
             return
         stream = self.stream
+        if outcome == "client_disconnected" and entry.timeline is not None:
+            entry.timeline.left_ms = entry.timeline.at(self.loop.time())
         if stream is not None:
             entry.events_sent = stream.events_sent
             entry.bytes_sent = stream.bytes_sent

@@ -6,15 +6,20 @@ that a client retried after Retry-After, or stopped reading at once.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
+
+if TYPE_CHECKING:
+    from ..deliver.timeline import Timeline
+    from ..plan import Plan
 
 REDACTED = ("authorization", "x-api-key", "api-key")
 _CASE_INSENSITIVE = (CIMultiDict, CIMultiDictProxy)
@@ -45,7 +50,12 @@ class Entry:
     which builds a report left for later), `turn` (the `turns` entry used), `sequence_index` (the sequence
     step used), `last_event_id` (the Last-Event-ID a client resumed with), `upstream` (where a proxied
     request went), `recording_error` (why a proxied answer could not be recorded), `client_disconnected`
-    (true: the client of a proxied request left before the upstream's answer ended)."""
+    (true: the client of a proxied request left before the upstream's answer ended), `rejected` (the error
+    code of a refused request: `invalid_request_error`, `unsupported_media_type`...).
+
+    `timeline` is a streamed answer's writes as they left (see deliver/timeline.py); `plan` and `reply` are
+    what rebuilds the rest of its detail when someone asks (server/detail.py): a plan encodes to the same
+    bytes every time, so the journal keeps no copy of a stream's body."""
 
     id: int
     time: float  # wall-clock seconds when the request arrived
@@ -62,7 +72,12 @@ class Entry:
     duration_ms: float | None = None
     first_byte_at: float | None = None  # wall-clock seconds of the first and last body byte written
     last_byte_at: float | None = None
+    dialect: str | None = None  # the dialect's name (chat, responses, messages...)
+    route: str | None = None  # the path pattern of the route that took it
     extra: dict[str, Any] = field(default_factory=dict)
+    timeline: Timeline | None = field(default=None, repr=False, kw_only=True)
+    plan: Plan | None = field(default=None, repr=False, kw_only=True)
+    reply: bytes | None = field(default=None, repr=False, kw_only=True)  # a whole answer's body (bounded)
     # A miss report not built yet: what builds it (the server leaves most reports for whoever reads them). An
     # init field, so a copy (`dataclasses.replace`, what the pytest plugin hands a test) can still build it.
     _pending_miss: Callable[[], list[dict[str, Any]]] | None = field(default=None, repr=False, kw_only=True)
@@ -94,21 +109,30 @@ class Entry:
     def to_json(self) -> dict[str, Any]:
         if self._pending_miss is not None:
             self.miss  # noqa: B018 (builds the report into `extra`)
-        data = asdict(self)
-        extra = data.pop("extra")
-        shown = {name: value for name, value in data.items() if name not in ("source", "_pending_miss")}
+        shown = {name: getattr(self, name) for name in _SHOWN}
+        shown["headers"] = dict(self.headers)
         shown["body"] = self.body
-        return {**shown, **extra}
+        shown["streamed"] = self.timeline is not None
+        return {**shown, **copy.deepcopy(self.extra)}
+
+
+_SHOWN = tuple(
+    name
+    for name in Entry.__dataclass_fields__
+    if name not in ("headers", "source", "extra", "timeline", "plan", "reply", "_pending_miss")
+)
 
 
 class Journal:
     """The last `size` API requests, oldest first. `listeners` are called with each entry once it has ended
-    (the access log of `mockstream serve` is one)."""
+    (the access log of `mockstream serve` is one), `opened` with each as it arrives (the inspector's feed)."""
 
     def __init__(self, size: int = DEFAULT_SIZE):
+        self.size = size
         self._entries: deque[Entry] = deque(maxlen=size)
         self._ids = itertools.count(1)
         self.listeners: list[Callable[[Entry], Any]] = []
+        self.opened: list[Callable[[Entry], Any]] = []
 
     def open(self, method: str, path: str, headers: Mapping[str, str]) -> Entry:
         if isinstance(headers, _CASE_INSENSITIVE) and not any(name in headers for name in REDACTED):
@@ -117,6 +141,8 @@ class Journal:
             shown = {k: ("***" if k.lower() in REDACTED else v) for k, v in headers.items()}
         entry = Entry(next(self._ids), time.time(), method, path, shown)
         self._entries.append(entry)
+        for listener in self.opened:
+            listener(entry)
         return entry
 
     def close(self, entry: Entry, status: int | None, outcome: str, duration_ms: float) -> None:
@@ -132,6 +158,15 @@ class Journal:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def get(self, entry_id: int) -> Entry | None:
+        """The entry of that id, if the journal still holds it."""
+        entries = self._entries
+        if entries:  # ids are consecutive, oldest first, while nothing cleared the journal: try its place first
+            index = entry_id - entries[0].id
+            if 0 <= index < len(entries) and entries[index].id == entry_id:
+                return entries[index]
+        return next((e for e in entries if e.id == entry_id), None)
 
     def select(self, session: str | None = None, path: str | None = None, scenario: str | None = None) -> list[Entry]:
         return [

@@ -24,6 +24,7 @@ from .recent import Recent
 if TYPE_CHECKING:
     from ..dialects import Dialect
     from ..process.listen import Arrivals
+    from .metrics import Metrics
 
 
 DEFAULT_READ_TIMEOUT = 60.0  # s a request's body may take to arrive
@@ -86,6 +87,7 @@ class State:
         strict: bool = False,
         on_miss: str = "default",
         record_all: bool = False,
+        admin: bool = True,
     ):
         self.settings = Settings(
             seed=seed, speed=speed, read_timeout=read_timeout, strict=strict, on_miss=on_miss, record_all=record_all
@@ -102,6 +104,21 @@ class State:
         self.errors: list[BaseException] = []  # unexpected exceptions, kept for the test that caused them
         self.cors_origins = tuple(cors_origins)
         self.proxy: Proxy | None = None  # answers from an upstream: on a miss (on_miss "proxy"), or always (record_all)
+        self.admin = admin  # /_mockstream/* is served: the journal keeps what the inspector shows
+        self.metrics: Metrics | None = None  # /metrics is served (see metrics.py)
+        self.gap_bounds: tuple[float, ...] | None = None  # its write-gap buckets (ms), for timelines past their limit
+        self.worker: int | None = None  # this process's number among `--workers` (None: the only one)
+        self.workers = 1
+
+    @property
+    def keeps_details(self) -> bool:
+        """Does the journal keep what rebuilds an answer's detail (its plan, a whole answer's body)?"""
+        return self.admin
+
+    @property
+    def keeps_timelines(self) -> bool:
+        """Is each stream's timeline recorded (someone reads it: the admin API or the metrics)?"""
+        return self.admin or self.metrics is not None
 
     def reset(self) -> None:
         """Clear the journal, every sequence position, the conversations kept, what was parsed and planned,
