@@ -313,7 +313,7 @@ def test_past_its_limit_a_timeline_counts_writes_and_their_gaps():
     timeline = Timeline(origin=100.0, gap_bounds=bounds)
     for k in range(LIMIT + 4):
         timeline.wrote(100.0 + k * 0.005, 10, 1)  # a write every 5 ms
-    assert timeline.writes == LIMIT + 4 and timeline.kept == LIMIT
+    assert timeline.count == LIMIT + 4 and timeline.kept == LIMIT
     assert timeline.entries()[1] == (5.0, 10, 1)
     assert timeline.gap_counts == [0, 4, 0, 0]  # the four writes past the limit: 5 ms gaps, in (1, 10]
     assert timeline.gap_sum_ms == pytest.approx(20.0, abs=0.01)
@@ -321,7 +321,8 @@ def test_past_its_limit_a_timeline_counts_writes_and_their_gaps():
     without = Timeline(origin=0.0)
     for k in range(LIMIT + 1):
         without.wrote(k * 0.001, 1, 1)
-    assert without.gap_counts is None and without.writes == LIMIT + 1
+    assert without.kept == LIMIT
+    assert without.gap_counts is None and without.count == LIMIT + 1
 
 
 def test_json_of_the_detail_is_plain(srv, http):

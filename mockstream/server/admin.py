@@ -79,8 +79,7 @@ def add_routes(app: web.Application, state: State) -> None:
     app.router.add_get(f"{PREFIX}/events", feed.handle)
     app.router.add_get(f"{PREFIX}/info", info)
     app.on_shutdown.append(stop_feed)
-    if hasattr(browsers, "add_inspector"):  # the inspector page
-        browsers.add_inspector(app)
+    browsers.add_inspector(app)
     app.router.add_delete(f"{PREFIX}/requests", clear_requests)
     app.router.add_get(f"{PREFIX}/scenarios", scenarios)
     app.router.add_post(f"{PREFIX}/scenarios", add_scenarios)

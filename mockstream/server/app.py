@@ -145,6 +145,7 @@ def handler(state: State, planner: Planner, dialect: Dialect, route: str) -> Han
             entry = journal.open(request.method, request.path, headers)
             entry.session = headers.get(SESSION_HEADER)
             entry.route = route
+            entry.dialect = dialect.name
             if "Last-Event-ID" in headers:
                 entry.extra["last_event_id"] = headers["Last-Event-ID"]
             forward_all = settings.record_all and state.proxy is not None
@@ -154,7 +155,6 @@ def handler(state: State, planner: Planner, dialect: Dialect, route: str) -> Han
             except (RequestError, web.HTTPRequestEntityTooLarge) as exc:
                 error = exc if isinstance(exc, RequestError) else TOO_LARGE
                 outcome = "unmatched" if isinstance(error, Unmatched) else "rejected"
-                entry.dialect = dialect.name
                 entry.extra["rejected"] = error.code or error.type
                 journal.close(entry, error.status, outcome, round((loop.time() - start) * 1000, 3))
                 return await refuse(request, error, dialect)
@@ -162,8 +162,11 @@ def handler(state: State, planner: Planner, dialect: Dialect, route: str) -> Han
                 assert state.proxy is not None
                 if entry.source is None:  # what the journal shows of it (`_plan` did not run)
                     entry.source = raw if raw is not None else dict(request.query)
+                journal.started(entry)
                 return await state.proxy.forward(request, raw, dialect, entry)
             entry.scenario = plan.scenario
+            if journal.opened:
+                journal.started(entry)
             exchange = Exchange(state, request, dialect, plan, entry, start)
             try:
                 return await exchange.answer()

@@ -1,4 +1,4 @@
-"""Browsers: CORS on every route, static files and the demo page (the EventSource dialect is
+"""Browsers: CORS on every route, static files, the demo page and the inspector (the EventSource dialect is
 `dialects/eventsource.py`; route aliases are mounted by the app).
 
 A chat front-end can point `fetch()` or `new EventSource()` at the mock from a dev server on another
@@ -80,6 +80,27 @@ def _with_origin_only(hook: Hook) -> Hook:
     return only_with_origin
 
 
+def add_inspector(app: web.Application) -> None:
+    """`/_mockstream/ui`: the live inspector, one page fed by `/_mockstream/events` (part of the admin routes)."""
+    app.router.add_get("/_mockstream/ui", _inspector)
+    app.router.add_get("/_mockstream/ui/", _inspector)
+
+
+# The inspector needs nothing but its own server: no CDN, no font, no image from elsewhere.
+INSPECTOR_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+    "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
+
+
 async def _demo(request: web.Request) -> web.Response:
-    page = resources.files("mockstream.server").joinpath("demo.html").read_text(encoding="utf-8")
-    return web.Response(text=page, content_type="text/html")
+    return web.Response(text=_page("demo.html"), content_type="text/html")
+
+
+async def _inspector(request: web.Request) -> web.Response:
+    headers = {"Content-Security-Policy": INSPECTOR_POLICY, "Cache-Control": "no-store"}
+    return web.Response(text=_page("inspector.html"), content_type="text/html", headers=headers)
+
+
+def _page(name: str) -> str:
+    return resources.files("mockstream.server").joinpath(name).read_text(encoding="utf-8")

@@ -67,7 +67,7 @@ def progress(entry: Entry, start: int) -> dict[str, Any] | None:
         "id": entry.id,
         "from": start,
         "writes": timeline.entries(start),
-        "writes_total": timeline.writes,
+        "writes_total": timeline.count,
         "first_token_ms": timeline.first_token_ms,
         "fault_ms": timeline.fault_ms,
     }
@@ -104,8 +104,8 @@ def _timeline(timeline: Timeline, planned: list[list[Any]], so_far: int, ended_m
             break
     return {
         "writes": [list(write) for write in writes],
-        "writes_total": timeline.writes,
-        "writes_cut": timeline.writes > len(writes),
+        "writes_total": timeline.count,
+        "writes_cut": timeline.count > len(writes),
         "planned": planned,
         "first_token_ms": timeline.first_token_ms,
         "last_token_ms": last_token_ms,

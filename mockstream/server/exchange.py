@@ -81,7 +81,6 @@ class Exchange:
         self.start = start
         self.loop = asyncio.get_running_loop()
         self.stream: Stream | None = None
-        entry.dialect = dialect.name
         if state.keeps_details:  # what rebuilds the answer's detail (the inspector, the admin API)
             entry.plan = plan
         if plan.fault is not None:
@@ -214,8 +213,9 @@ class Exchange:
         if entry.outcome != "in_progress":
             return
         stream = self.stream
-        if outcome == "client_disconnected" and entry.timeline is not None:
-            entry.timeline.left_ms = entry.timeline.at(self.loop.time())
+        timeline = entry.timeline
+        if timeline is not None and outcome == "client_disconnected":
+            timeline.left_ms = timeline.at(self.loop.time())
         if stream is not None:
             entry.events_sent = stream.events_sent
             entry.bytes_sent = stream.bytes_sent

@@ -28,7 +28,7 @@ from .state import State
 PROGRESS = 0.25  # s between progress events
 PING = 15.0  # s between keep-alive comments
 BACKLOG = 1000  # events a subscriber may fall behind by before it loses some
-SNAPSHOT = 200  # entries a new subscriber is sent of the journal as it stands
+SNAPSHOT = 50  # entries a new subscriber is sent of the journal as it stands (each detail encodes its plan again)
 EVENT_SENT_LIMIT = 64 * 1024  # bytes of what was sent a `closed` event shows (the detail route shows more)
 PROGRESS_LIMIT = 100  # running streams one progress event reports
 
@@ -43,7 +43,7 @@ class Feed:
         self.subscribers: set[asyncio.Queue[bytes | None]] = set()
         self.dropped: dict[asyncio.Queue[bytes | None], int] = {}
         self._ticker: asyncio.Task | None = None
-        self._reported: dict[int, int] = {}  # entry id -> writes already reported in progress events
+        self._reported: dict[int, tuple[int, int]] = {}  # entry id -> (writes kept, made) when last reported
 
     def info(self) -> dict[str, Any]:
         state = self.state
@@ -125,7 +125,6 @@ class Feed:
         return b"".join(out)
 
     def _opened(self, entry: Entry) -> None:
-        # Told as the request arrives, before its body is read: the summary says what is known by then.
         self._send(_event("opened", summary(entry, self.state)))
 
     def _closed(self, entry: Entry) -> None:
@@ -149,13 +148,13 @@ class Feed:
                 timeline = entry.timeline
                 if entry.outcome != "in_progress" or timeline is None:
                     continue
-                start = reported.get(entry.id, 0)
-                if timeline.writes == start:
+                start, made = reported.get(entry.id, (0, 0))
+                if timeline.count == made:
                     continue
                 item = progress(entry, start)
                 if item is not None:
                     items.append(item)
-                    reported[entry.id] = timeline.kept
+                    reported[entry.id] = (timeline.kept, timeline.count)
                 if len(items) >= PROGRESS_LIMIT:
                     break
             if items:

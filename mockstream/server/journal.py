@@ -125,7 +125,8 @@ _SHOWN = tuple(
 
 class Journal:
     """The last `size` API requests, oldest first. `listeners` are called with each entry once it has ended
-    (the access log of `mockstream serve` is one), `opened` with each as it arrives (the inspector's feed)."""
+    (the access log of `mockstream serve` is one), `opened` with each once it is planned, before its answer
+    starts (the inspector's feed)."""
 
     def __init__(self, size: int = DEFAULT_SIZE):
         self.size = size
@@ -141,9 +142,12 @@ class Journal:
             shown = {k: ("***" if k.lower() in REDACTED else v) for k, v in headers.items()}
         entry = Entry(next(self._ids), time.time(), method, path, shown)
         self._entries.append(entry)
+        return entry
+
+    def started(self, entry: Entry) -> None:
+        """The request is read and planned (its scenario, session and dialect known): tell `opened`."""
         for listener in self.opened:
             listener(entry)
-        return entry
 
     def close(self, entry: Entry, status: int | None, outcome: str, duration_ms: float) -> None:
         """Record how a request ended and tell the listeners."""
