@@ -199,6 +199,20 @@ SERVE_FLAGS = (
     Flag("log-format", _log_format, "text", "text or json: the access log on stdout and other logs on stderr"),
     Flag("access-log", _switch, True, "on or off: one line per request on stdout"),
     Flag(
+        "metrics",
+        _switch,
+        True,
+        "on or off: Prometheus metrics at /metrics (with --workers, one scrape sees every worker); off removes "
+        "the route and its cost",
+    ),
+    Flag(
+        "admin",
+        _switch,
+        True,
+        "on or off: the admin API and the inspector at /_mockstream/* (test-only surfaces: turn them off "
+        "where others can reach the port)",
+    ),
+    Flag(
         "shutdown-grace",
         seconds,
         5.0,
@@ -240,7 +254,7 @@ SERVE_FLAGS = (
 # `mockstream record`: the proxy and the server settings that still mean something with no scenarios.
 _RECORD_SHARED = (
     "host", "port", "journal-size", "log-level", "cors-origin", "route", "log-format", "access-log",
-    "shutdown-grace", "read-timeout",
+    "metrics", "admin", "shutdown-grace", "read-timeout",
 )  # fmt: skip
 RECORD_FLAGS = (
     Flag(

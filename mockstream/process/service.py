@@ -26,7 +26,7 @@ from ..server.state import InFlight, State
 from .collector import IdleCollector
 from .listen import AcceptingSite, Arrivals
 from .logs import announce
-from .workers import reserve, supervise
+from .workers import metrics_dir, reserve, supervise
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 CUT_TIMEOUT = 0.25  # after the grace period: how long a cancelled handler may take to journal its ending
@@ -179,8 +179,10 @@ def serve_one(
     on_ready: Callable[[str, int], None],
     reuse_port: bool = False,
     parent: int | None = None,
+    worker: tuple[int, int] | None = None,
 ) -> int:
-    """One server process (the only one, or a worker): exit code 0 after a drain, 1 if it cannot listen."""
+    """One server process (the only one, or `worker` (number, count) of `--workers`): exit code 0 after a
+    drain, 1 if it cannot listen."""
     app = create_app(
         scenarios,
         seed=options["seed"],
@@ -193,7 +195,12 @@ def serve_one(
         strict=options.get("strict", False),
         on_miss=options.get("on_miss", "default"),
         record_all=options.get("record_all", False),
+        admin=options.get("admin", True),
+        metrics=options.get("metrics", False),
+        multiprocess_dir=options.get("metrics_dir"),
     )
+    if worker is not None:
+        State.of(app).worker, State.of(app).workers = worker
     if options.get("upstream"):
         from ..record import attach
 
@@ -277,21 +284,24 @@ def serve_many(scenarios: list, options: dict[str, Any]) -> int:
         return 1
     host, port = reserved.getsockname()[:2]
     supervisor = os.getpid()
+    count = options["workers"]
 
-    def work(ready_fd: int) -> int:
+    def work(number: int, ready_fd: int) -> int:
         reserved.close()
 
         def ready(host: str, port: int) -> None:
             os.write(ready_fd, b"1")
             os.close(ready_fd)
 
-        return serve_one(scenarios, {**options, "port": port}, ready, reuse_port=True, parent=supervisor)
+        settings = {**options, "port": port, "metrics_dir": directory}
+        return serve_one(scenarios, settings, ready, reuse_port=True, parent=supervisor, worker=(number, count))
 
     def all_ready(pids: list[int]) -> None:
         reserved.close()
         announce_start(options, host, port, len(scenarios), pids)
 
     try:
-        return supervise(options["workers"], work, all_ready)
+        with metrics_dir(options.get("metrics", False)) as directory:
+            return supervise(count, work, all_ready)
     finally:
         reserved.close()

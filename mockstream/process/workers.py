@@ -2,17 +2,21 @@
 
 The kernel spreads new connections over the workers. The supervisor (the process you started) forks them,
 prints the start line once all of them listen, passes SIGINT/SIGTERM on, and exits when they all have: 0 when
-every worker drained cleanly. Each worker keeps its own journal, sequence positions and runtime scenarios.
+every worker drained cleanly. Each worker keeps its own journal, sequence positions and runtime scenarios;
+the metrics are the exception: every worker keeps its values in files in one directory (`metrics_dir`), so a
+scrape of any worker sees them all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -35,9 +39,10 @@ def reserve(host: str, port: int) -> socket.socket:
     return sock
 
 
-def supervise(count: int, work: Callable[[int], int], announce: Callable[[list[int]], None]) -> int:
-    """Fork `count` workers running `work(ready_fd)` (which writes one byte to ready_fd once listening and
-    returns an exit code); `announce(pids)` once all are ready. Returns the exit code of the whole."""
+def supervise(count: int, work: Callable[[int, int], int], announce: Callable[[list[int]], None]) -> int:
+    """Fork `count` workers running `work(number, ready_fd)` (number: 1 to count; it writes one byte to
+    ready_fd once listening and returns an exit code); `announce(pids)` once all are ready. Returns the exit
+    code of the whole."""
     read_end, write_end = os.pipe()
     pids: list[int] = []
     stopping: list[int] = []  # the signal that asked us to stop, if any
@@ -54,7 +59,7 @@ def supervise(count: int, work: Callable[[int], int], announce: Callable[[list[i
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
-        for _ in range(count):
+        for number in range(1, count + 1):
             pid = os.fork()
             if pid == 0:  # the worker
                 os.close(read_end)
@@ -62,7 +67,7 @@ def supervise(count: int, work: Callable[[int], int], announce: Callable[[list[i
                     signal.signal(sig, signal.SIG_DFL)
                 code = 1
                 try:
-                    code = work(write_end)
+                    code = work(number, write_end)
                 finally:
                     sys.stdout.flush()
                     sys.stderr.flush()
@@ -112,3 +117,28 @@ def _reap(pids: list[int], forward: Callable) -> int:
 def _kill(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
+
+
+# The variable prometheus_client reads, when first imported, to keep its values in files (multiprocess mode).
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def metrics_dir(wanted: bool) -> Iterator[str | None]:
+    """A fresh directory for the workers' metrics files (None when metrics are off), named in the environment
+    the workers inherit, so each worker's prometheus_client starts in multiprocess mode; removed, with the
+    variable, once the workers are gone. Fresh each run: old files would add a previous run's counts."""
+    if not wanted:
+        yield None
+        return
+    directory = tempfile.mkdtemp(prefix="mockstream-metrics-")
+    before = os.environ.get(MULTIPROCESS_ENV)
+    os.environ[MULTIPROCESS_ENV] = directory
+    try:
+        yield directory
+    finally:
+        if before is None:
+            os.environ.pop(MULTIPROCESS_ENV, None)
+        else:
+            os.environ[MULTIPROCESS_ENV] = before
+        shutil.rmtree(directory, ignore_errors=True)
