@@ -136,3 +136,7 @@ def in_band_error(model: str, failure: Failure) -> RequestError:
     """The error an `error_event` carries: its message and type follow its code (a rate limit that strikes
     after the 200 reads like a 429), else the API's server error."""
     return api_error(CODE_STATUS.get(failure.code or "", 500), model, failure.message, failure.type, failure.code)
+
+
+class StateUnavailable(Exception):
+    """The shared state store (`--state redis://...`) cannot be reached when the server starts."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..errors import RequestError, ScenarioError
+from ..plan.matching import Scenarios
 from ..plan.schema import parse_scenarios
 from . import browsers
 from .detail import detail, summary
@@ -24,6 +25,10 @@ PREFIX = "/_mockstream"
 def add_routes(app: web.Application, state: State) -> None:
     async def requests(request: web.Request) -> web.Response:
         query = request.query
+        if state.shared is not None:  # every worker's ended requests
+            shown = await state.shared.journal()
+            wanted = {name: query[name] for name in ("session", "path", "scenario") if name in query}
+            return web.json_response([e for e in shown if all(e.get(k) == v for k, v in wanted.items())])
         entries = state.journal.select(query.get("session"), query.get("path"), query.get("scenario"))
         return web.json_response([summary(entry, state) for entry in entries])
 
@@ -45,6 +50,8 @@ def add_routes(app: web.Application, state: State) -> None:
         feed.close()
 
     async def clear_requests(request: web.Request) -> web.Response:
+        if state.shared is not None:
+            await state.shared.clear_journal()
         state.journal.clear()
         return web.json_response({"cleared": True})
 
@@ -66,11 +73,16 @@ def add_routes(app: web.Application, state: State) -> None:
         except ScenarioError as exc:
             param = exc.problems[0].path if exc.problems else None
             raise RequestError(400, str(exc), param, "invalid_scenario") from None
+        if state.shared is not None:  # for every worker, from its next request on
+            await state.shared.add_scenarios(zip([s.name for s in added], _documents(body), strict=True))
         for scenario in added:
             state.scenarios.add(scenario)
         return web.json_response({"added": [s.name for s in added]})
 
     async def reset(request: web.Request) -> web.Response:
+        if state.shared is not None:
+            await state.shared.reset()
+            state.scenarios = Scenarios(state.loaded)
         state.reset()
         return web.json_response({"reset": True})
 
@@ -84,6 +96,14 @@ def add_routes(app: web.Application, state: State) -> None:
     app.router.add_get(f"{PREFIX}/scenarios", scenarios)
     app.router.add_post(f"{PREFIX}/scenarios", add_scenarios)
     app.router.add_post(f"{PREFIX}/reset", reset)
+
+
+def _documents(body: object) -> list[dict]:
+    """The scenario objects of a posted body (one, a list, or {scenarios: [...]}), as posted."""
+    if isinstance(body, dict) and "scenarios" in body:
+        body = body["scenarios"]
+    items = body if isinstance(body, list) else [body]
+    return [item for item in items if isinstance(item, dict)]
 
 
 async def _read_json_any(request: web.Request, timeout: float) -> object:

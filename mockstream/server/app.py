@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 
 from aiohttp import HttpVersion11, hdrs, web
 
@@ -18,7 +19,7 @@ from ..errors import RequestError, Unmatched
 from ..plan import Plan
 from ..plan.schema import Scenario
 from . import admin as admin_routes
-from . import browsers, models
+from . import browsers, models, shared
 from .aiohttp_private import set_expect_handler
 from .errors import MAX_BODY, TOO_LARGE, Handler, internal_error, middleware, read_body, refuse
 from .exchange import Exchange
@@ -46,6 +47,8 @@ def create_app(
     admin: bool = True,
     metrics: bool = False,
     multiprocess_dir: str | None = None,
+    state: str = "memory",
+    state_prefix: str = "mockstream:",
 ) -> web.Application:
     """A ready mock server application; run it with aiohttp's runners or `aiohttp_client`.
 
@@ -56,8 +59,10 @@ def create_app(
     with a 404 naming the closest scenarios; `on_miss="proxy"` leaves it to `State.proxy`, and `record_all`
     sends every API request there. `admin` serves `/_mockstream/*` (the journal, runtime scenarios, the
     inspector); `metrics` serves Prometheus metrics at `/metrics` (every worker's, from `multiprocess_dir`).
-    `State.of(app)` is its state."""
-    state = State(
+    `state` is where what requests share lives: `memory`, or a Redis URL that every worker and replica with
+    the same `state_prefix` shares (see shared.py). `State.of(app)` is its state."""
+    store = state
+    server = State(
         scenarios,
         seed=seed,
         speed=speed,
@@ -72,32 +77,34 @@ def create_app(
     paths: dict[str, Dialect] = {}  # each API path's dialect: its 404 and 405 are in the API's words
     # auto_decompress off: the body's Content-Encoding is read by `read_body`, in the API's words
     app = web.Application(
-        middlewares=[middleware(state, paths)], client_max_size=MAX_BODY, handler_args={"auto_decompress": False}
+        middlewares=[middleware(server, paths)], client_max_size=MAX_BODY, handler_args={"auto_decompress": False}
     )
-    app[STATE] = state
+    app[STATE] = server
+    if store != "memory":
+        shared.install(app, server, store, state_prefix, journal_size)
     if admin:
-        admin_routes.add_routes(app, state)
+        admin_routes.add_routes(app, server)
     if metrics:
         from .metrics import GAP_BOUNDS_MS, Metrics  # imported only when asked for: prometheus_client is not light
 
-        state.metrics = Metrics(multiprocess_dir)
-        state.gap_bounds = GAP_BOUNDS_MS
-        state.journal.listeners.append(state.metrics.ended)
-        app.router.add_get("/metrics", state.metrics.handle)
-    planner = Planner(state)
+        server.metrics = Metrics(multiprocess_dir)
+        server.gap_bounds = GAP_BOUNDS_MS
+        server.journal.listeners.append(server.metrics.ended)
+        app.router.add_get("/metrics", server.metrics.handle)
+    planner = Planner(server)
     for dialect in DIALECTS.values():
         for method, path in dialect.routes:
-            app.router.add_route(method, path, handler(state, planner, dialect, path))
+            app.router.add_route(method, path, handler(server, planner, dialect, path))
             if method == "POST":
                 paths[path] = dialect
     for path, name in (routes or {}).items():
-        app.router.add_post(path, handler(state, planner, DIALECTS[name], path))
+        app.router.add_post(path, handler(server, planner, DIALECTS[name], path))
         paths[path] = DIALECTS[name]
         if name == "chat":  # the same path answers a browser's EventSource
-            app.router.add_get(path, handler(state, planner, DIALECTS["eventsource"], path))
-    models.add_routes(app, state)
+            app.router.add_get(path, handler(server, planner, DIALECTS["eventsource"], path))
+    models.add_routes(app, server)
     browsers.add_routes(app, static)
-    browsers.allow_cors(app, state.cors_origins)
+    browsers.allow_cors(app, server.cors_origins)
     # Last, and without CORS of its own: a request no route takes meets a route of ours (and our `Expect`
     # handling) rather than aiohttp's stand-in, which answers an odd `Expect` header itself.
     app.router.add_route("*", "/{unrouted:.*}", _unrouted)
@@ -151,7 +158,12 @@ def handler(state: State, planner: Planner, dialect: Dialect, route: str) -> Han
             forward_all = settings.record_all and state.proxy is not None
             try:
                 raw = await _read(request, settings.read_timeout, any_type=forward_all)
-                plan = None if forward_all else _plan(request, raw, planner, dialect, entry)
+                if forward_all:
+                    plan = None
+                elif state.shared is None:
+                    plan = _plan(request, raw, planner, dialect, entry)
+                else:
+                    plan = await shared.planned(state, partial(_plan, request, raw, planner, dialect, entry))
             except (RequestError, web.HTTPRequestEntityTooLarge) as exc:
                 error = exc if isinstance(exc, RequestError) else TOO_LARGE
                 outcome = "unmatched" if isinstance(error, Unmatched) else "rejected"

@@ -82,4 +82,9 @@ def _gemini_model(model_id: str) -> dict[str, Any]:
 
 
 async def health(request: web.Request) -> web.Response:
+    """200 while the server answers; `degraded` while its shared state store is away (requests that need no
+    shared state still stream, so a container should not be restarted for it)."""
+    shared = State.of(request.app).shared
+    if shared is not None and shared.error is not None:
+        return web.json_response({"status": "degraded", "state": shared.error})
     return web.json_response({"status": "ok"})

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..dialects import Dialect
     from ..process.listen import Arrivals
     from .metrics import Metrics
+    from .shared import SharedState
 
 
 DEFAULT_READ_TIMEOUT = 60.0  # s a request's body may take to arrive
@@ -92,7 +93,8 @@ class State:
         self.settings = Settings(
             seed=seed, speed=speed, read_timeout=read_timeout, strict=strict, on_miss=on_miss, record_all=record_all
         )
-        self.scenarios = Scenarios(scenarios)
+        self.loaded = list(scenarios)  # the scenarios the server started with (runtime ones come and go)
+        self.scenarios = Scenarios(self.loaded)
         self.sequences = Sequences()
         self.conversations = Conversations()  # what earlier answers said, for requests that continue them
         self.journal = Journal(journal_size)
@@ -109,6 +111,7 @@ class State:
         self.gap_bounds: tuple[float, ...] | None = None  # its write-gap buckets (ms), for timelines past their limit
         self.worker: int | None = None  # this process's number among `--workers` (None: the only one)
         self.workers = 1
+        self.shared: SharedState | None = None  # the Redis side (`--state redis://...`), see shared.py
 
     @property
     def keeps_details(self) -> bool:
