@@ -15,19 +15,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import pytest
-from helpers import MOCKSTREAM, clean_env, free_port, wait_until
+from helpers import MOCKSTREAM, clean_env, free_port, serve, wait_until
 
 from mockstream.server.access_log import AccessLog, timestamp
 from mockstream.server.journal import Entry
 
-URL_LINE = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))\b")
 MESSAGES = [{"role": "user", "content": "Hello there"}]
 CHAT = {"model": "gpt-4o-mini", "messages": MESSAGES}
 INLINE = """
@@ -39,53 +36,6 @@ scenarios:
     ttft_ms: 3000
     itl_ms: 1000
 """
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen
-    url: str
-    port: int
-    out: Path  # stdout: the start line, then the access log
-    err: Path
-
-    def stdout_lines(self) -> list[str]:
-        return self.out.read_text(encoding="utf-8").splitlines()
-
-    def access_lines(self) -> list[str]:
-        return self.stdout_lines()[1:]
-
-    def stderr(self) -> str:
-        return self.err.read_text(encoding="utf-8", errors="replace")
-
-    def signal_and_time(self, signum: int = signal.SIGTERM, timeout: float = 15) -> tuple[int, float]:
-        """Send `signum`; the exit code and how long the process took to exit."""
-        start = time.monotonic()
-        self.process.send_signal(signum)
-        code = self.process.wait(timeout=timeout)
-        return code, time.monotonic() - start
-
-
-@contextlib.contextmanager
-def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """`mockstream serve ARGS` with stdout and stderr in files; killed at the end if still running."""
-    stamp = time.monotonic_ns()
-    out, err = tmp_path / f"out-{stamp}.log", tmp_path / f"err-{stamp}.log"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen([MOCKSTREAM, "serve", *args], stdout=stdout, stderr=stderr, text=True,
-                                   env=env if env is not None else clean_env())
-    try:
-        def started() -> bool:
-            return process.poll() is not None or bool(URL_LINE.search(out.read_text(encoding="utf-8")))
-
-        assert wait_until(started, timeout=30), f"no start line within 30 s; stderr: {err.read_text()[-2000:]}"
-        found = URL_LINE.search(out.read_text(encoding="utf-8"))
-        assert found and process.poll() is None, f"serve did not start: {err.read_text()[-2000:]}"
-        yield Server(process, found[1], int(found[2]), out, err)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
 
 
 def stream_text(client: httpx.Client, knobs: dict, **extra) -> str:

@@ -130,6 +130,39 @@ def _on_miss(text: str) -> str:
     return text.lower()
 
 
+def _state(text: str) -> str:
+    """`memory`, or the URL of the Redis database every worker and replica shares (as redis-py's `from_url`
+    takes it: redis://[:PASSWORD@]HOST[:PORT][/DB], rediss:// with TLS, unix:///PATH[?db=DB])."""
+    from urllib.parse import urlsplit
+
+    if text.lower() == "memory":
+        return "memory"
+    expected = (
+        "expected memory or a Redis URL: redis://HOST[:PORT][/DB], rediss://HOST[:PORT][/DB] or "
+        f"unix:///PATH[?db=DB], got {text!r}"
+    )
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        raise ValueError(expected) from None
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(expected)
+    elif parts.scheme in ("redis", "rediss"):
+        if not parts.hostname or (parts.path.strip("/") and not parts.path.strip("/").isdigit()):
+            raise ValueError(expected)
+    else:
+        raise ValueError(expected)
+    return text
+
+
+def _state_prefix(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty: POST /_mockstream/reset deletes every key under the prefix")
+    return text
+
+
 def _regex(text: str) -> str:
     try:
         re.compile(text)
@@ -223,7 +256,22 @@ SERVE_FLAGS = (
         "workers",
         _workers,
         1,
-        "processes sharing the port (SO_REUSEPORT); each has its own journal and sequence positions",
+        "processes sharing the port (SO_REUSEPORT); each has its own journal and sequence positions unless "
+        "--state names a Redis they share",
+    ),
+    Flag(
+        "state",
+        _state,
+        "memory",
+        "where the journal, sequence positions, fault rolls and runtime scenarios live: memory (each process "
+        "its own) or a Redis URL (redis://HOST:PORT/DB, rediss://..., unix:///PATH) every worker and replica "
+        "pointing at it shares",
+    ),
+    Flag(
+        "state-prefix",
+        _state_prefix,
+        "mockstream:",
+        "with a Redis --state: the prefix of every key this mock writes, so several mocks can share one database",
     ),
     Flag(
         "upstream",

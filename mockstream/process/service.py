@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from ..errors import StateUnavailable
 from ..server import create_app
 from ..server.access_log import AccessLog
 from ..server.state import InFlight, State
@@ -198,6 +199,8 @@ def serve_one(
         admin=options.get("admin", True),
         metrics=options.get("metrics", False),
         multiprocess_dir=options.get("metrics_dir"),
+        state=options.get("state", "memory"),
+        state_prefix=options.get("state_prefix", "mockstream:"),
     )
     if worker is not None:
         State.of(app).worker, State.of(app).workers = worker
@@ -230,6 +233,9 @@ def serve_one(
     )
     try:
         runner(service)
+    except StateUnavailable as exc:  # the shared state's store did not answer at start: before the start line
+        print(f"mockstream: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(
             f"mockstream: cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}", file=sys.stderr

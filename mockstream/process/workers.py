@@ -2,9 +2,9 @@
 
 The kernel spreads new connections over the workers. The supervisor (the process you started) forks them,
 prints the start line once all of them listen, passes SIGINT/SIGTERM on, and exits when they all have: 0 when
-every worker drained cleanly. Each worker keeps its own journal, sequence positions and runtime scenarios;
-the metrics are the exception: every worker keeps its values in files in one directory (`metrics_dir`), so a
-scrape of any worker sees them all.
+every worker drained cleanly. Each worker keeps its own journal, sequence positions and runtime scenarios,
+unless `--state` names a Redis they share (server/shared.py). The metrics are shared either way: every
+worker keeps its values in files in one directory (`metrics_dir`), so a scrape of any worker sees them all.
 """
 
 from __future__ import annotations

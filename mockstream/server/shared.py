@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -39,6 +40,7 @@ log = logging.getLogger("mockstream")
 PROBE = 1.0  # s between pings while Redis is away
 TIMEOUT = 1.0  # s a Redis call may take before the store counts as lost
 BACKLOG = 10_000  # ended requests kept for the journal while Redis is away
+CONNECTIONS = 8  # to Redis, per process
 
 
 def install(app: web.Application, state: State, url: str, prefix: str, journal_size: int) -> None:
@@ -131,17 +133,26 @@ class SharedState:
     def __init__(self, url: str, prefix: str, seed: int, journal_size: int):
         import redis.asyncio as redis  # only a server with `--state redis://` needs it
 
-        self.url = url
+        self.url = _shown(url)  # as messages name it: without a password
         self.prefix = prefix
         self.seed = seed
         self.journal_size = journal_size
-        self.client = redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
+        # A few connections, shared: a burst of requests must not open one connection each
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=CONNECTIONS, timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT
+        )
+        self.client = redis.Redis(connection_pool=pool)
         self.error: str | None = None  # why the store is unreachable (None: it answers)
         self._epoch: Any = b"unread"  # the runtime scenarios' version last read
         self._draws = random.Random(seed)  # the seed's rolls, drawn as far as the counter has gone
         self._drawn = 0
         self._backlog: deque[str] = deque(maxlen=BACKLOG)  # journal entries not written yet
         self._probe: asyncio.Task | None = None
+        # Reading the epoch: requests that arrive while one read is on its way share the next one
+        self._asked = 0  # reads asked for
+        self._read = 0  # reads done (each covers every request that asked before it began)
+        self._waiting: list[tuple[int, asyncio.Future]] = []
+        self._reader: asyncio.Task | None = None
         self._writes: set[asyncio.Task] = set()
 
     def key(self, *parts: str) -> str:
@@ -195,7 +206,37 @@ class SharedState:
 
     # ---- planning: read before a request is planned
     async def refresh(self, state: State) -> None:
-        """Take up the runtime scenarios other workers added, replaced or reset (one GET when none did)."""
+        """Take up the runtime scenarios other workers added, replaced or reset since this request arrived.
+
+        One GET of the epoch key when nothing changed, shared: requests that arrive while a read is on its way
+        wait for the next read, which begins after they arrived (so none misses a change made before it), and
+        a burst of a thousand requests costs a few reads, not a thousand. While the store is away, nothing is
+        read (the scenarios known last answer) until the probe finds it again."""
+        if self.error is not None:
+            return
+        self._asked += 1
+        asked = self._asked
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((asked, future))
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._read_epochs(state))
+        await future
+
+    async def _read_epochs(self, state: State) -> None:
+        while self._read < self._asked:
+            covers = self._asked  # every request that asked before this read begins
+            await self._read_epoch(state)
+            self._read = covers
+            still = []
+            for asked, future in self._waiting:
+                if asked <= covers:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    still.append((asked, future))
+            self._waiting = still
+
+    async def _read_epoch(self, state: State) -> None:
         try:
             epoch = await self.client.get(self.key("scenarios", "epoch"))
             if epoch != self._epoch:
@@ -203,8 +244,6 @@ class SharedState:
                 epoch = await self.client.get(self.key("scenarios", "epoch"))
                 self._adopt(state, stored)
                 self._epoch = epoch
-        except RequestError:
-            raise
         except Exception as exc:  # the scenarios known last go on answering
             self._lost(exc)
             return
@@ -267,7 +306,7 @@ class SharedState:
         """Forget everything under the prefix: journal, sequence positions, rolls, runtime scenarios (each
         worker takes that up at its next request)."""
         try:
-            keys = [key async for key in self.client.scan_iter(match=self.prefix + "*", count=1000)]
+            keys = [key async for key in self.client.scan_iter(match=_glob_escaped(self.prefix) + "*", count=1000)]
             if keys:
                 await self.client.delete(*keys)
         except Exception as exc:
@@ -324,6 +363,16 @@ class SharedState:
             return
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+
+
+def _shown(url: str) -> str:
+    """The URL without the password it may carry (`redis://:secret@host` -> `redis://***@host`)."""
+    return re.sub(r"^([a-z]+://)[^@/]*@", r"\1***@", url)
+
+
+def _glob_escaped(text: str) -> str:
+    """`text` matched literally by Redis's glob patterns (SCAN MATCH)."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 def _reason(exc: BaseException) -> str:
