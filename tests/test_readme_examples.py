@@ -1,4 +1,4 @@
-"""The README's examples as a user copies them: its pytest files run in a fresh project (pytester, an ini of
+"""The README's and the documentation's examples as a user copies them: its pytest files run in a fresh project (pytester, an ini of
 its own without this repository's `asyncio_mode = "auto"`), its other Python snippets run as scripts, and
 what it lists (ready scenarios, the knobs an error names) is what the checkout and the server really have."""
 
@@ -16,7 +16,10 @@ import yaml
 from mockstream.testing import MockServer
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+# The README and the docs site's pages (docs/*.md), read as one text: a section is found wherever it lives.
+README = "\n".join(
+    path.read_text(encoding="utf-8") for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+)
 HEADING = re.compile(r"^(#{1,6}) (.+)$")
 
 

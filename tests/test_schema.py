@@ -142,10 +142,16 @@ def _is_scenario_document(document: Any) -> bool:
     return isinstance(document, dict) and "name" in document and bool((set(document) - {"name"}) & fields)
 
 
-def readme_scenarios() -> list[tuple[int, Any]]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = [(text.count("\n", 0, m.start()) + 1, yaml.safe_load(m.group(1))) for m in YAML_BLOCK.finditer(text)]
-    return [(line, document) for line, document in blocks if _is_scenario_document(document)]
+def readme_scenarios() -> list[tuple[str, Any]]:
+    """The scenario documents among the yaml blocks of the README and the docs pages, with where they are."""
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        for m in YAML_BLOCK.finditer(text):
+            document = yaml.safe_load(m.group(1))
+            if _is_scenario_document(document):
+                found.append((f"{path.relative_to(ROOT)} line {text.count(chr(10), 0, m.start()) + 1}", document))
+    return found
 
 
 def test_the_readme_rule_tells_scenarios_from_other_yaml():
@@ -159,10 +165,10 @@ def test_the_readme_rule_tells_scenarios_from_other_yaml():
 
 def test_every_readme_scenario_passes_the_schema_and_the_validator(validator):
     found = readme_scenarios()
-    assert found, "no scenario document among the README's yaml blocks"
-    for line, document in found:
-        assert schema_errors(validator, document) == [], f"README.md line {line}"
-        assert validator_problems(document) == [], f"README.md line {line}"
+    assert found, "no scenario document among the yaml blocks of the README and the docs"
+    for where, document in found:
+        assert schema_errors(validator, document) == [], where
+        assert validator_problems(document) == [], where
 
 
 GOOD = {

@@ -460,6 +460,6 @@ def test_every_example_configures_a_server_that_starts(path):
         assert loaded and all(s.description for s in loaded if s.source == "MOCKSTREAM_SCENARIOS_INLINE")
 
 
-def test_the_readme_shows_the_github_actions_example_as_it_is_in_examples():
-    readme = (EXAMPLES.parent / "README.md").read_text()
-    assert (EXAMPLES / "github-actions.yml").read_text() in readme
+def test_the_docs_show_the_github_actions_example_as_it_is_in_examples():
+    page = (EXAMPLES.parent / "docs" / "container.md").read_text()
+    assert (EXAMPLES / "github-actions.yml").read_text() in page
