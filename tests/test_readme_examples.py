@@ -1,5 +1,6 @@
-"""The README's and the documentation's examples as a user copies them: its pytest files run in a fresh project (pytester, an ini of
-its own without this repository's `asyncio_mode = "auto"`), its other Python snippets run as scripts, and
+"""The examples of the README and the docs (docs/) as a user copies them: the pytest files run in a fresh
+project (pytester, an ini of its own without this repository's `asyncio_mode = "auto"`), the other Python
+snippets run as scripts (those that call a server, against a real one), and
 what it lists (ready scenarios, the knobs an error names) is what the checkout and the server really have."""
 
 from __future__ import annotations
@@ -159,3 +160,24 @@ def test_openai_processing_ms_is_the_time_planned_before_the_headers(make_server
     whole = chat(server, stream=False, **slow)  # a non-streamed answer comes after its whole generation
     assert whole.status_code == 200
     assert int(whole.headers["openai-processing-ms"]) >= 300 + 3 * 100 - 1, whole.headers
+
+
+# ---------------------------------------------------------------- the examples that call a running server ---
+SERVED = {  # section -> lines the script prints, against a server at the address the docs give
+    "From openai-python": ["你好!"],
+    "Gemini": ["thought Let", "thought  me", "text Hello", "text !"],
+}
+
+
+@pytest.mark.parametrize("section", SERVED)
+def test_an_example_that_calls_the_server_runs_against_a_real_one(tmp_path, section):
+    block = python_blocks(SECTIONS[section])[0]  # (the README's quick start and its docs page hold the same)
+    assert "http://127.0.0.1:8000" in block  # the address `mockstream serve` listens on by default
+    with MockServer(speed=0) as server:
+        script = tmp_path / "example.py"
+        script.write_text(block.replace("http://127.0.0.1:8000", server.url), encoding="utf-8")
+        result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    printed = result.stdout.splitlines()
+    assert all(line in printed for line in SERVED[section]), printed
