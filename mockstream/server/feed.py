@@ -75,9 +75,9 @@ class Feed:
                 if lost:
                     data = _event("dropped", {"events": lost}) + data
                 await response.write(data)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
+        except ConnectionError:  # the page went away
+            return response
+        finally:  # also when the handler is cancelled (the server stops): nothing is left subscribed
             self._unsubscribe(queue)
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
