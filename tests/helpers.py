@@ -77,6 +77,10 @@ class Server:
     out: Path  # stdout: the start line, then the access log
     err: Path
 
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
     def stdout_lines(self) -> list[str]:
         return self.out.read_text(encoding="utf-8").splitlines()
 

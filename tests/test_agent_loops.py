@@ -20,7 +20,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,8 @@ import httpx
 import openai
 import pytest
 import yaml
-from helpers import MOCKSTREAM, clean_env, journal, unavailable, wait_until
+from helpers import MOCKSTREAM, Server, clean_env, journal, unavailable
+from helpers import serve as serve_process
 
 from mockstream.plan.json_schema import scenario_schema
 from mockstream.plan.schema import Scenario, load_scenarios
@@ -249,38 +249,12 @@ def recorded_answers(directory: str | Path, dialect: str) -> list[bytes]:
 
 
 # ---------------------------------------------------------------- mockstream serve, a subprocess ---
-@dataclass
-class Served:
-    process: subprocess.Popen
-    url: str
-    err: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
-
-
 @contextlib.contextmanager
-def serve(logs: Path, *args: str) -> Iterator[Served]:
+def serve(logs: Path, *args: str) -> Iterator[Server]:
     """`mockstream serve --port 0 --speed 0 ARGS`, its output in files under `logs`; killed at the end."""
     logs.mkdir(parents=True, exist_ok=True)
-    stamp = time.monotonic_ns()
-    out, err = logs / f"out-{stamp}.log", logs / f"err-{stamp}.log"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen([MOCKSTREAM, "serve", "--port", "0", "--speed", "0", "--access-log", "off", *args],
-                                   stdout=stdout, stderr=stderr, text=True, env=clean_env())
-    try:
-        def started() -> bool:
-            return process.poll() is not None or bool(URL_LINE.search(out.read_text(encoding="utf-8")))
-
-        assert wait_until(started, timeout=30), f"no start line within 30 s; stderr: {err.read_text()[-2000:]}"
-        found = URL_LINE.search(out.read_text(encoding="utf-8"))
-        assert found and process.poll() is None, f"serve did not start: {err.read_text()[-2000:]}"
-        yield Served(process, found[1], err)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+    with serve_process(logs, "--port", "0", "--speed", "0", "--access-log", "off", *args) as server:
+        yield server
 
 
 # ---------------------------------------------------------------- 1. a framework's tool loop on `turns:` ---
@@ -355,7 +329,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
 
 
 @pytest.fixture(scope="module")
-def replay(recorded: Recorded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def replay(recorded: Recorded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with serve(tmp_path_factory.mktemp("replay-logs"), "--scenarios", str(recorded.directory)) as served:
         yield served
 

@@ -119,20 +119,14 @@ class Metrics:
         self.open_streams = Gauge(
             p + "open_streams", "Streamed answers being written now", registry=own, multiprocess_mode="livesum"
         )
-        self.ttft = Histogram(
-            p + "time_to_first_token_seconds",
+        def per_dialect(name: str, documentation: str) -> Histogram:
+            return Histogram(p + name, documentation, ("dialect",), registry=own, buckets=BUCKETS_S)
+
+        self.ttft = per_dialect(
+            "time_to_first_token_seconds",
             "From the request's arrival to the write that carried the first content token, per streamed answer",
-            ("dialect",),
-            registry=own,
-            buckets=BUCKETS_S,
         )
-        self.gaps = Histogram(
-            p + "write_gap_seconds",
-            "Time between two consecutive writes of a streamed answer",
-            ("dialect",),
-            registry=own,
-            buckets=BUCKETS_S,
-        )
+        self.gaps = per_dialect("write_gap_seconds", "Time between two consecutive writes of a streamed answer")
         self.bytes = Counter(p + "bytes_sent", "Body bytes written", ("dialect",), registry=own)
         self.events = Counter(p + "events_sent", "SSE events written", ("dialect",), registry=own)
         self.faults = Counter(p + "faults", "Faults that struck, by kind", ("kind",), registry=own)
