@@ -27,7 +27,7 @@ from mockstream.deliver import stream as streams
 from mockstream.deliver.frames import Write
 from mockstream.deliver.pacer import Pacer, deliver
 from mockstream.deliver.stream import Stream
-from mockstream.server import create_app
+from mockstream.server import create_app, route_directly
 from mockstream.testing import MockServer
 
 # ---------------------------------------------------------------- a raw HTTP/1.1 reader ---
@@ -254,6 +254,7 @@ async def recording_server(sends: list[bytes], **options):
     with each connection's sends recorded; yields its port."""
     runner = web.AppRunner(create_app(**options), handler_cancellation=True, access_log=None)
     await runner.setup()
+    route_directly(runner)
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(lambda: RecordingProtocol(runner.server(), sends), "127.0.0.1", 0)
     try:

@@ -23,6 +23,7 @@ from .. import __version__
 from ..errors import StateUnavailable
 from ..server import create_app
 from ..server.access_log import AccessLog
+from ..server.direct import DIRECT_ROUTES, route_directly
 from ..server.state import InFlight, State
 from .collector import IdleCollector
 from .listen import AcceptingSite, Arrivals
@@ -92,6 +93,7 @@ async def run(
     drain = Drain(state.in_flight)
     state.settings.headers[WORKER_HEADER] = str(os.getpid())
     app.on_response_prepare.append(_worker_header)
+    app[DIRECT_ROUTES].needless.append(_worker_header)  # an API answer carries the header from the start
     if access_log is not None:
         state.journal.listeners.append(access_log.ended)  # API requests: once their journal entry closes
         also = web.AccessLogger(web.access_logger, web.AccessLogger.LOG_FORMAT) if aiohttp_log else None
@@ -111,6 +113,7 @@ async def run(
     if parent is not None:
         _watch_parent(loop, parent, stop)
     await runner.setup()
+    route_directly(runner)
     collector: IdleCollector | None = None
     try:
         pacer = state.pacer

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from .direct import JOURNALED
 from .journal import Entry
 
 FORMATS = ("text", "json")
@@ -126,7 +127,9 @@ class AccessLog:
 
 
 def _journaled(request: web.BaseRequest) -> bool:
-    """A request whose journal entry writes its line (an API route's)."""
+    """A request whose journal entry writes its line (an API route's, served directly or through the router)."""
+    if request.get(JOURNALED, False):
+        return True
     match_info = getattr(request, "match_info", None)
     return getattr(getattr(match_info, "handler", None), "journaled", False)
 

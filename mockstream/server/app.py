@@ -21,6 +21,7 @@ from ..plan.schema import Scenario
 from . import admin as admin_routes
 from . import browsers, models, shared
 from .aiohttp_private import set_expect_handler
+from .direct import DIRECT_ROUTES, DirectRoutes
 from .errors import MAX_BODY, TOO_LARGE, Handler, internal_error, middleware, read_body, refuse
 from .exchange import Exchange
 from .journal import DEFAULT_SIZE, Entry
@@ -92,16 +93,23 @@ def create_app(
         server.journal.listeners.append(server.metrics.ended)
         app.router.add_get("/metrics", server.metrics.handle)
     planner = Planner(server)
+    direct = app[DIRECT_ROUTES] = DirectRoutes()  # the routes served past the Application (see direct.py)
+
+    def add(method: str, path: str, dialect: Dialect) -> None:
+        answer = handler(server, planner, dialect, path)
+        app.router.add_route(method, path, answer)
+        if "{" not in path:
+            direct.routes.setdefault((method, path), answer)  # the first route of a path wins, as in the router
+        if method == "POST":
+            paths[path] = dialect
+
     for dialect in DIALECTS.values():
         for method, path in dialect.routes:
-            app.router.add_route(method, path, handler(server, planner, dialect, path))
-            if method == "POST":
-                paths[path] = dialect
+            add(method, path, dialect)
     for path, name in (routes or {}).items():
-        app.router.add_post(path, handler(server, planner, DIALECTS[name], path))
-        paths[path] = DIALECTS[name]
+        add("POST", path, DIALECTS[name])
         if name == "chat":  # the same path answers a browser's EventSource
-            app.router.add_get(path, handler(server, planner, DIALECTS["eventsource"], path))
+            add("GET", path, DIALECTS["eventsource"])
     models.add_routes(app, server)
     browsers.add_routes(app, static)
     browsers.allow_cors(app, server.cors_origins)
@@ -110,6 +118,7 @@ def create_app(
     app.router.add_route("*", "/{unrouted:.*}", _unrouted)
     for route in app.router.routes():
         set_expect_handler(route, _expect)
+    direct.do_without(app)  # the error middleware (an API handler answers its own) and the CORS signal
     return app
 
 

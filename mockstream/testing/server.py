@@ -21,6 +21,7 @@ from aiohttp import web
 
 from .. import server
 from ..plan.schema import SCENARIO_SUFFIXES, Scenario, load_scenarios
+from ..server.direct import route_directly
 from ..server.journal import Entry
 from ..server.state import State
 from . import RECORD_MODES
@@ -117,6 +118,7 @@ class MockServer:
     async def _start(self) -> None:
         self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
+        route_directly(self._runner)
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = self._runner.addresses[0][1]
