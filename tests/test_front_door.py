@@ -325,6 +325,8 @@ content_types = st.sampled_from(("application/json",) * len(CONTENT_TYPES) + CON
 @example(ROUTES[3], None, None, "", [], "application/json", EXTRA_BODY)
 @example(ROUTES[0], None, None, "", [], "application/json", EXTRA_BODY)
 @example(ROUTES[3], "GET", None, "", [], None, None)  # a 405 on /v1/messages, in Anthropic's words
+@example(ROUTES[0], None, "/v1/messages/%0A", "", [("Expect", "0")], "application/json", None)  # a newline in the path
+@example(ROUTES[0], None, "/v1/messages/%0A", "", [("Expect", "\xa1")], "application/json", None)
 @example(ROUTES[3], "OPTIONS", None, "", [("Origin", "http://x")], None, None)  # a failed preflight
 @example(ROUTES[0], None, None, "", [("Content-Encoding", "gzip")], "application/json", b'{"model":"m"}')
 @example(ROUTES[0], None, None, "", [("Content-Encoding", "br")], "application/json", b'{"model":"m"}')

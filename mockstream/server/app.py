@@ -29,7 +29,8 @@ from .planner import Planner
 from .state import DEFAULT_READ_TIMEOUT, STATE, State
 
 SESSION_HEADER = "X-Mockstream-Session"
-JSON_TYPES = ("application/json", "application/octet-stream")
+PLAIN_JSON = "application/json"
+JSON_TYPES = (PLAIN_JSON, "application/octet-stream")
 
 
 def create_app(
@@ -115,7 +116,7 @@ def create_app(
     browsers.allow_cors(app, server.cors_origins)
     # Last, and without CORS of its own: a request no route takes meets a route of ours (and our `Expect`
     # handling) rather than aiohttp's stand-in, which answers an odd `Expect` header itself.
-    app.router.add_route("*", "/{unrouted:.*}", _unrouted)
+    app.router.add_route("*", r"/{unrouted:[\s\S]*}", _unrouted)  # any path, a newline in it too
     for route in app.router.routes():
         set_expect_handler(route, _expect)
     direct.do_without(app)  # the error middleware (an API handler answers its own) and the CORS signal
@@ -218,11 +219,17 @@ async def _read(request: web.Request, timeout: float, any_type: bool = False) ->
     """The body's bytes (None for a GET: its query string is the request); JSON only unless `any_type`."""
     if request.method == "GET":
         return None
-    ctype = request.content_type
-    if not any_type and request.body_exists and ctype not in JSON_TYPES and not ctype.endswith("+json"):
+    if not any_type and request.headers.get(hdrs.CONTENT_TYPE) != PLAIN_JSON and not _json(request):
         raise RequestError(
             415,
-            f"Unsupported Content-Type {ctype!r}: send the body as application/json.",
+            f"Unsupported Content-Type {request.content_type!r}: send the body as application/json.",
             code="unsupported_media_type",
         )
     return await read_body(request, timeout)
+
+
+def _json(request: web.Request) -> bool:
+    """Does the body say it is JSON (or say nothing: no body, or no Content-Type)? `request.content_type`
+    parses the header, as email does; `_read` asks only when it is not plainly application/json."""
+    ctype = request.content_type
+    return not request.body_exists or ctype in JSON_TYPES or ctype.endswith("+json")
