@@ -42,9 +42,12 @@ async def read_body(request: web.Request, timeout: float) -> bytes:
     length = request.content_length
     if length is not None and length > MAX_BODY:
         raise TOO_LARGE
+    content = request.content
     try:
-        if request.content.is_eof():  # all here already (most bodies come with their headers): no timer
-            raw = await request.read()
+        if content.is_eof():  # all here already (most bodies come with their headers): no timer, no wait
+            raw = content.read_nowait()
+            if len(raw) > MAX_BODY:  # a chunked body (no Content-Length) over the limit
+                raise TOO_LARGE
         elif sys.version_info >= (3, 11):
             async with asyncio.timeout(timeout):
                 raw = await request.read()

@@ -136,8 +136,12 @@ class Journal:
         self.opened: list[Callable[[Entry], Any]] = []
 
     def open(self, method: str, path: str, headers: Mapping[str, str]) -> Entry:
-        if isinstance(headers, _CASE_INSENSITIVE) and not any(name in headers for name in REDACTED):
+        if isinstance(headers, _CASE_INSENSITIVE):
             shown = dict(headers.items())  # the same dict (the last of repeated names wins), built in C
+            if not headers.keys().isdisjoint(REDACTED):  # case-insensitive, in C
+                for name in shown:
+                    if name.lower() in REDACTED:
+                        shown[name] = "***"
         else:
             shown = {k: ("***" if k.lower() in REDACTED else v) for k, v in headers.items()}
         entry = Entry(next(self._ids), time.time(), method, path, shown)

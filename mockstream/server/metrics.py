@@ -232,8 +232,8 @@ class Metrics:
             if timeline is not None:
                 if timeline.first_token_ms is not None:
                     batch.ttft.append(timeline.first_token_ms)
-                if timeline.kept > 1:
-                    gaps = list(timeline.gaps_ms())
+                if len(timeline.marks) > 2:  # two writes kept, or more
+                    gaps = timeline.gaps_ms()
                     low = bisect_left(GAP_BOUNDS_MS, min(gaps))
                     if low == bisect_left(GAP_BOUNDS_MS, max(gaps)):  # all in one bucket (steady, or no pacing)
                         batch.more[low] += len(gaps)
