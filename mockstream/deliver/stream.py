@@ -132,8 +132,11 @@ class Stream:
         events = 0
         timeline = self.timeline
         seek = timeline is not None and timeline.first_token_ms is None  # the first content token's write
+        start, not_before = self.start, self.not_before
         while (item := self.item) is not None:
-            due = self.due()
+            due = start + item.due  # self.due(), inlined: this loop runs once per event
+            if due < not_before:
+                due = not_before
             if due > limit:
                 break
             data = item.data
@@ -145,6 +148,7 @@ class Stream:
                 if not data.strike(self, loop):  # it ended the stream, or must wait for its turn again
                     return None
                 self.item = next(self.writes, None)
+                start, not_before = self.start, self.not_before  # a pause moves both
                 continue
             self.item = next(self.writes, None)
             events += item.events
@@ -191,13 +195,14 @@ class Stream:
         Each write is one HTTP chunk, straight to the transport: aiohttp's writer would cost two coroutines
         and a list per write, a third of the CPU a paced stream needs. The headers went out in `prepare`,
         and aiohttp's `write_eof` ends the body (with the `tail`), so the framing stays aiohttp's."""
-        transport = self.transport
+        transport: Any = self.transport
         while (data := self.take(loop)) is not None:
             if transport is None or transport.is_closing():
                 raise ConnectionResetError("the client closed the connection")
-            transport.write(b"%x\r\n%b\r\n" % (len(data), data))  # type: ignore[attr-defined]
-            if self.backed_up():
+            transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            if transport.get_write_buffer_size() > sockets.BACKED_UP:  # self.backed_up(), inlined
                 return True
-            if self.item is not None and self.due() > until:
+            item = self.item
+            if item is not None and (self.start + item.due > until or self.not_before > until):  # due() > until
                 break
         return False

@@ -139,6 +139,8 @@ async def run(
         await runner.cleanup()  # closes the connections (anything still running gets CUT_TIMEOUT), on_cleanup
         if collector is not None:
             collector.close()
+        if access_log is not None:
+            access_log.flush()  # the lines of the requests that ended last
 
 
 def _watch_parent(loop: asyncio.AbstractEventLoop, parent: int, stop: asyncio.Event) -> None:

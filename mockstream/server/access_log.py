@@ -53,7 +53,7 @@ class AccessLog:
         self.log_format = log_format
         self.worker = os.getpid()
         self._write = write or self._stdout
-        self._flush_due = False
+        self._pending: list[str] = []  # lines for stdout, written at the end of this pass of the loop
 
     def line(
         self, method: str, path: str, scenario: str | None, status: int | None, outcome: str, duration_ms: float
@@ -102,27 +102,35 @@ class AccessLog:
         return Logger
 
     def _stdout(self, line: str) -> None:
-        """Write the line now and flush stdout once per pass of the event loop: a burst of requests ending
-        together costs one system call, not one each."""
-        try:
-            try:
-                sys.stdout.write(line + "\n")
-            except UnicodeEncodeError:  # a path or header not in UTF-8 (aiohttp keeps its bytes as surrogates)
-                sys.stdout.write(line.encode("ascii", "backslashreplace").decode("ascii") + "\n")
-        except (OSError, ValueError):  # stdout closed or gone: serving matters more than logging
-            return
-        if self._flush_due:
+        """Keep the line and write what was kept once per pass of the event loop, then flush: a burst of
+        requests ending together costs one write and one system call, not one each."""
+        pending = self._pending
+        pending.append(line)
+        if len(pending) > 1:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            _flush()
+            self.flush()
             return
-        self._flush_due = True
-        loop.call_soon(self._flush)
+        loop.call_soon(self.flush)
 
-    def _flush(self) -> None:
-        self._flush_due = False
+    def flush(self) -> None:
+        """Write the lines kept for stdout (the server calls it once more as it stops)."""
+        lines, self._pending = self._pending, []
+        if not lines:
+            return
+        try:
+            try:
+                sys.stdout.write("\n".join(lines) + "\n")
+            except UnicodeEncodeError:  # a path or header not in UTF-8 (aiohttp keeps its bytes as surrogates)
+                for line in lines:
+                    try:
+                        sys.stdout.write(line + "\n")
+                    except UnicodeEncodeError:
+                        sys.stdout.write(line.encode("ascii", "backslashreplace").decode("ascii") + "\n")
+        except (OSError, ValueError):  # stdout closed or gone: serving matters more than logging
+            return
         _flush()
 
 

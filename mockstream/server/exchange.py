@@ -155,7 +155,8 @@ class Exchange:
         head = stream.take_head(self.loop)
         with_body = head is not None or stream.tail
         status = 200 if plan.replay is None else plan.replay.recording.status
-        response = (HeadersWithBody if with_body else web.StreamResponse)(status=status, headers=self._headers(STREAM))
+        headers = self.state.recent.headers(plan, partial(self._headers, STREAM))
+        response = (HeadersWithBody if with_body else web.StreamResponse)(status=status, headers=headers)
         response.enable_chunked_encoding()
         try:
             stream.writer = await response.prepare(self.request)
