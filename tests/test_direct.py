@@ -138,3 +138,23 @@ async def test_an_api_request_served_directly_logs_one_line_from_its_journal_ent
     assert len(lines) == 2, lines
     assert " POST /v1/chat/completions scenario=default status=200 outcome=completed " in lines[0]
     assert " GET /v1/models scenario=- status=200 outcome=completed " in lines[1]
+
+
+async def test_every_api_answer_served_directly_carries_the_servers_own_headers():
+    """The server's headers (`--header`, a worker's pid) are on a stream, a fault's refusal, a bad request's
+    400 and a 404 alike: with no response signal on the direct path, each answer must carry them itself."""
+    app = create_app(speed=0)
+    State.of(app).settings.headers["x-served-by"] = "worker-7"
+    refused = {**CHAT, "mockstream": {"fault": {"kind": "http_error", "status": 429, "retry_after": 0}}}
+    async with serving(app) as (port, reached):
+        answers = [
+            await exchange(port, "POST", "/v1/chat/completions", CHAT),
+            await exchange(port, "POST", "/v1/chat/completions", {**CHAT, "stream": False}),
+            await exchange(port, "POST", "/v1/chat/completions", refused),
+            await exchange(port, "POST", "/v1/chat/completions", {"model": "m", "messages": "not a list"}),
+        ]
+    assert reached == []
+    statuses = [head.split("\r\n")[0].split(" ")[1] for head, _ in answers]
+    assert statuses == ["200", "200", "429", "400"]
+    for head, _ in answers:
+        assert "x-served-by: worker-7" in head.lower(), head

@@ -183,7 +183,7 @@ class Proxy:
                 "upstream_timeout", "server_error",
             )  # fmt: skip
             self._close(entry, 504, "upstream_timeout", start)
-            return error_response(error, dialect)
+            return error_response(error, dialect, self.state.settings.headers)
         except aiohttp.ServerDisconnectedError:  # it closed the connection before its headers: so do we
             self._close(entry, None, "upstream_closed", start)
             sockets.close(request.transport)
@@ -292,6 +292,7 @@ class Proxy:
         # but not recorded: the redaction cannot see inside compressed bytes.
         encoding = upstream.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
         headers = CIMultiDict(kept)
+        headers.update(self.state.settings.headers)  # the server's own (`--header`, the worker's pid)
         if encoding != "identity":
             headers["Content-Encoding"] = upstream.headers["Content-Encoding"]
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
@@ -432,7 +433,7 @@ class Proxy:
             "upstream_unreachable", "server_error",
         )  # fmt: skip
         self._close(entry, 502, "upstream_unreachable", start)
-        return error_response(error, dialect)
+        return error_response(error, dialect, self.state.settings.headers)
 
     def _cancelled(self) -> str:
         return "shutdown" if self.state.in_flight.cut else "client_disconnected"

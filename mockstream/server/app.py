@@ -179,7 +179,7 @@ def handler(state: State, planner: Planner, dialect: Dialect, route: str) -> Han
                 outcome = "unmatched" if isinstance(error, Unmatched) else "rejected"
                 entry.extra["rejected"] = error.code or error.type
                 journal.close(entry, error.status, outcome, round((loop.time() - start) * 1000, 3))
-                return await refuse(request, error, dialect)
+                return await refuse(request, error, dialect, settings.headers)
             if plan is None:  # the upstream answers: recording everything, or a request no scenario matched
                 assert state.proxy is not None
                 if entry.source is None:  # what the journal shows of it (`_plan` did not run)

@@ -103,12 +103,15 @@ def error_response(error: RequestError, dialect: Dialect = CHAT, headers: dict[s
     )
 
 
-async def refuse(request: web.Request, error: RequestError, dialect: Dialect = CHAT) -> web.StreamResponse:
+async def refuse(
+    request: web.Request, error: RequestError, dialect: Dialect = CHAT, headers: dict[str, str] | None = None
+) -> web.StreamResponse:
     """The refusal. With the body left unread the connection closes after it: for a body too large, once
     aiohttp has dropped what the client goes on sending (for up to its lingering time: closing on unread bytes
     would send a reset, which can destroy the answer before the client reads it); for a body too slow to
-    arrive (the 408), at once: that client is the one being dropped."""
-    response = error_response(error, dialect)
+    arrive (the 408), at once: that client is the one being dropped. `headers` are the server's own
+    (`--header`, the worker's pid): every API answer carries them."""
+    response = error_response(error, dialect, headers)
     if request.content.is_eof():
         return response
     response.force_close()  # Connection: close
@@ -125,7 +128,7 @@ def internal_error(state: State, request: web.Request, exc: Exception, dialect: 
     log.exception("internal error on %s %s", request.method, request.path)
     state.errors.append(exc)
     error = RequestError(500, f"mockstream internal error: {exc!r}", type="server_error", code="internal_error")
-    return error_response(error, dialect)
+    return error_response(error, dialect, state.settings.headers)
 
 
 def middleware(state: State, paths: Mapping[str, Dialect] | None = None) -> Middleware:

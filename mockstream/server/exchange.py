@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Mapping
 from functools import partial
 
 from aiohttp import hdrs, web
@@ -107,7 +107,7 @@ class Exchange:
             refusal = fault.refusal(self.plan, self.dialect)
             if refusal is not None:
                 self.finish(fault.outcome, refusal.status)
-                return _response(refusal)
+                return _response(refusal, self.state.settings.headers)
             delay = fault.header_delay()
             if delay:
                 await asyncio.sleep(delay)
@@ -195,10 +195,11 @@ class Exchange:
     def _writes(self) -> Iterator[Item]:
         """The plan's socket writes: replayed when the same plan streamed recently (and is short)."""
         dialect, plan = self.dialect, self.plan
-        if plan.delivery.chunk_bytes or plan.usage.completion_tokens > MAX_REPLAY_TOKENS or plan.replay:
+        tokens = plan.usage.completion_tokens
+        if plan.delivery.chunk_bytes or tokens > MAX_REPLAY_TOKENS or plan.replay:
             return encoded(dialect, plan)
         # The encoder is kept with the replay: it must not hold this exchange (its request, its socket).
-        return self.state.recent.replay(plan, partial(encoded, dialect, plan))
+        return self.state.recent.replay(plan, partial(encoded, dialect, plan), tokens)
 
     def cut_short(self) -> str:
         """Why a cancelled exchange ended: our own fault closing the socket (aiohttp then cancels the handler
@@ -225,9 +226,11 @@ class Exchange:
         self.state.journal.close(entry, status, outcome, round((self.loop.time() - self.start) * 1000, 3))
 
 
-def _response(reply: Reply) -> web.Response:
-    """A whole answer as aiohttp's response: JSON unless its headers say otherwise."""
-    headers = CIMultiDict(reply.headers)
+def _response(reply: Reply, server: Mapping[str, str] | None = None) -> web.Response:
+    """A whole answer as aiohttp's response: JSON unless its headers say otherwise. `server` are the
+    server's own headers, for a reply built without them (a fault's refusal)."""
+    headers = CIMultiDict(server or {})
+    headers.update(reply.headers)
     headers.setdefault(hdrs.CONTENT_TYPE, JSON)
     return web.Response(body=reply.body, status=reply.status, headers=headers)
 
