@@ -69,3 +69,17 @@ async def test_identical_streams_at_once_get_identical_bodies(make_server):
         bodies = await asyncio.gather(*(one(session, 0.02 * i) for i in range(10)))
     assert all(b == bodies[0] for b in bodies)
     assert bodies[0].count(b"data: ") == 60 + 3 and bodies[0].endswith(b"data: [DONE]\n\n")
+
+
+def test_the_replays_kept_hold_a_bounded_number_of_tokens_the_oldest_going_first():
+    cache, calls = Recent(), []
+    long = recent.MAX_REPLAY_TOKENS
+    plans = [Plan() for _ in range(recent.REPLAY_TOKENS // long + 1)]  # one more than the budget holds
+    for plan in plans:
+        list(cache.replay(plan, counting_encoder(calls), long))
+    assert len(calls) == len(plans)
+    list(cache.replay(plans[-1], counting_encoder(calls), long))  # the newest are kept
+    list(cache.replay(plans[1], counting_encoder(calls), long))
+    assert len(calls) == len(plans)
+    list(cache.replay(plans[0], counting_encoder(calls), long))  # the oldest was let go: over the budget
+    assert len(calls) == len(plans) + 1

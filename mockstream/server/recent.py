@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 MAX_BODY = 16 * 1024
 SIZE = 256
 REPLAYS = 16  # plans whose writes are kept
-MAX_REPLAY_TOKENS = 1024  # longer answers are encoded for each stream (a replay keeps ~0.4 KiB per token)
+MAX_REPLAY_TOKENS = 4096  # longer answers are encoded for each stream (a replay keeps ~0.4 KiB per token)
+REPLAY_TOKENS = 16384  # tokens the kept replays hold together at most (~6.5 MiB): the oldest go first
 
 T = TypeVar("T")
 W = TypeVar("W")
@@ -30,7 +31,8 @@ class Recent:
     def __init__(self, size: int = SIZE) -> None:
         self.size = size
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
-        self._replays: OrderedDict[int, tuple[Any, Iterator]] = OrderedDict()
+        self._replays: OrderedDict[int, tuple[Any, Iterator, int]] = OrderedDict()  # (plan, writes, tokens)
+        self._replay_tokens = 0
         self._headers: OrderedDict[int, tuple[Any, dict[str, str]]] = OrderedDict()
 
     def cached(self, key: Hashable | None, compute: Callable[[], T]) -> T:
@@ -48,19 +50,24 @@ class Recent:
             self._items.popitem(last=False)
         return value
 
-    def replay(self, plan: object, encode: Callable[[], Iterator[W]]) -> Iterator[W]:
-        """The writes of `plan`, encoded by the first stream that reads them and replayed to the others.
+    def replay(self, plan: object, encode: Callable[[], Iterator[W]], tokens: int = 0) -> Iterator[W]:
+        """The writes of `plan` (an answer of `tokens` tokens), encoded by the first stream that reads them and
+        replayed to the others.
 
         Each stream reads its own copy of one `itertools.tee`; the kept copy never advances, so it holds
         every write encoded so far. Keyed by the plan object (the cached steps hand out the same one for
         the same request), which the entry keeps alive so its id cannot be reused."""
-        kept = self._replays.get(id(plan))
+        replays = self._replays
+        kept = replays.get(id(plan))
         if kept is None or kept[0] is not plan:
-            kept = self._replays[id(plan)] = (plan, itertools.tee(encode(), 1)[0])
-            if len(self._replays) > REPLAYS:
-                self._replays.popitem(last=False)
+            if kept is not None:  # a plan gone, whose id the new one reuses
+                self._replay_tokens -= kept[2]
+            kept = replays[id(plan)] = (plan, itertools.tee(encode(), 1)[0], tokens)
+            self._replay_tokens += tokens
+            while len(replays) > REPLAYS or (self._replay_tokens > REPLAY_TOKENS and len(replays) > 1):
+                self._replay_tokens -= replays.popitem(last=False)[1][2]
         else:
-            self._replays.move_to_end(id(plan))
+            replays.move_to_end(id(plan))
         return copy.copy(kept[1])
 
     def headers(self, plan: object, build: Callable[[], dict[str, str]]) -> dict[str, str]:
@@ -76,6 +83,7 @@ class Recent:
     def clear(self) -> None:
         self._items.clear()
         self._replays.clear()
+        self._replay_tokens = 0
         self._headers.clear()
 
     def __len__(self) -> int:
