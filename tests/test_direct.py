@@ -141,8 +141,9 @@ async def test_an_api_request_served_directly_logs_one_line_from_its_journal_ent
 
 
 async def test_every_api_answer_served_directly_carries_the_servers_own_headers():
-    """The server's headers (`--header`, a worker's pid) are on a stream, a fault's refusal, a bad request's
-    400 and a 404 alike: with no response signal on the direct path, each answer must carry them itself."""
+    """The server's headers (`--header`, a worker's pid) are on a stream, a whole answer, a fault's refusal and
+    a bad request's 400 alike: with no response signal on the direct path, each answer must carry them itself
+    (a proxied answer: tests/test_record.py)."""
     app = create_app(speed=0)
     State.of(app).settings.headers["x-served-by"] = "worker-7"
     refused = {**CHAT, "mockstream": {"fault": {"kind": "http_error", "status": 429, "retry_after": 0}}}

@@ -926,3 +926,16 @@ def test_serve_with_an_upstream_records_what_no_scenario_matches(tmp_path, upstr
             process.kill()
             process.wait()
         process.stdout.close()
+
+
+def test_the_servers_own_headers_are_on_what_it_relays_and_on_its_own_502(make_recorder, upstream):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    relaying, unreachable = make_recorder(upstream.url), make_recorder(f"http://127.0.0.1:{port}")
+    for recorder in (relaying, unreachable):
+        recorder.server.state.settings.headers["x-served-by"] = "recorder"  # as `--header` sets it
+    relayed = httpx.post(f"{relaying.url}{CHAT}", json=chat(), timeout=10)
+    refused = httpx.post(f"{unreachable.url}{CHAT}", json=chat(), timeout=10)
+    assert (relayed.status_code, refused.status_code) == (200, 502)
+    assert relayed.headers.get("x-served-by") == refused.headers.get("x-served-by") == "recorder"
